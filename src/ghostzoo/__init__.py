@@ -1,0 +1,19 @@
+"""ghostzoo: Huawei Noah's Ark efficient vision backbones behind one PyTorch API."""
+
+from . import data, models
+from .checkpoints import load_checkpoint, save_checkpoint
+from .errors import CheckpointError, GhostzooError, ImageError, UnknownModelError
+from .factory import create_model
+from .inference import Predictor, topk_labels
+from .profile import count_params, profile_model
+from .registry import (PretrainedCfg, Published, get_pretrained_cfg, list_models, list_pretrained,
+                       register_model)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "create_model", "list_models", "list_pretrained", "get_pretrained_cfg", "register_model",
+    "PretrainedCfg", "Published", "load_checkpoint", "save_checkpoint", "Predictor", "topk_labels",
+    "profile_model", "count_params", "GhostzooError", "UnknownModelError", "CheckpointError",
+    "ImageError", "data", "models", "__version__",
+]

@@ -1,0 +1,61 @@
+"""``create_model``: build a registered model and put weights in it."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence
+
+import torch.nn as nn
+
+from .checkpoints import load_checkpoint, pretrained_source
+from .models import FeatureListNet
+from .registry import get_model_entry, get_pretrained_cfg
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    checkpoint_path: Optional[str | os.PathLike] = None,
+    num_classes: Optional[int] = None,
+    in_chans: int = 3,
+    drop_rate: Optional[float] = None,
+    features_only: bool = False,
+    out_indices: Optional[Sequence[int]] = None,
+    use_ema: Optional[bool] = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build ``name`` (``arch`` or ``arch.tag``), optionally with weights.
+
+    Args:
+        pretrained: load the weights named by the pretrained cfg (URL, else hub id), cached.
+        checkpoint_path: a local file, ``http(s)://`` / ``file://`` URL or ``hf-hub:org/name``;
+            any supported format (ghostzoo, official Huawei, timm; .pth/.pth.tar/.safetensors).
+            Takes precedence over ``pretrained``.
+        num_classes: classifier size; defaults to the cfg's (1000 for ImageNet weights). When it
+            differs from the checkpoint's, the backbone is loaded and the head re-initialised.
+        in_chans: input channels; pretrained first-conv weights are adapted when it is not 3.
+        drop_rate: dropout before the classifier (the family's default when None).
+        features_only: return a module that outputs the feature maps listed by ``feature_info``.
+        out_indices: which feature levels to return with ``features_only`` (default: all).
+        use_ema: take the EMA weights of a checkpoint that has both (None: the family default).
+    """
+    entry = get_model_entry(name)
+    cfg = get_pretrained_cfg(name)
+    build_kwargs = dict(num_classes=cfg.num_classes if num_classes is None else num_classes,
+                        in_chans=in_chans, **kwargs)
+    if drop_rate is not None:
+        build_kwargs["drop_rate"] = drop_rate
+    model = entry.builder(**build_kwargs)
+    model.pretrained_cfg = cfg
+
+    source = checkpoint_path if checkpoint_path is not None else (
+        pretrained_source(cfg) if pretrained else None)
+    if source is not None:
+        load_checkpoint(model, source, cfg, entry.checkpoint_filter, use_ema=use_ema, progress=progress)
+    if features_only:
+        model = FeatureListNet(model, out_indices)
+        model.pretrained_cfg = cfg
+    elif out_indices is not None:
+        raise ValueError("out_indices is only meaningful with features_only=True")
+    return model

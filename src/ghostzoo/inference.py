@@ -1,0 +1,79 @@
+"""Prediction: images in, top-k class names and probabilities out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .data import create_transform, find_images, imagenet_class_names, read_image
+from .errors import ImageError
+from .registry import PretrainedCfg
+
+
+def class_names_for(cfg: PretrainedCfg, num_classes: int) -> List[str]:
+    """Human-readable names of a model's outputs (generic ``class_<i>`` when unknown)."""
+    if cfg.label_names == "imagenet-1k" and num_classes == 1000:
+        return imagenet_class_names()
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def topk_labels(logits: torch.Tensor, k: int, names: Sequence[str]) -> List[List[Dict]]:
+    """Softmax over classes, then the ``k`` most probable per row as ``{index, label, prob}``."""
+    probs = logits.float().softmax(dim=-1)
+    values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return [[{"index": int(i), "label": names[int(i)], "prob": float(p)} for p, i in zip(pv, iv)]
+            for pv, iv in zip(values, indices)]
+
+
+@dataclass
+class PredictReport:
+    predictions: List[Dict] = field(default_factory=list)  # {"path", "topk": [...]}
+    skipped: List[Dict] = field(default_factory=list)  # {"path", "reason"}
+
+
+class Predictor:
+    """Runs a classifier on image files with its own evaluation preprocessing."""
+
+    def __init__(self, model: nn.Module, cfg: Optional[PretrainedCfg] = None,
+                 device: str | torch.device = "cpu", batch_size: int = 16) -> None:
+        self.cfg = cfg or model.pretrained_cfg
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.transform = create_transform(self.cfg)
+        self.names = class_names_for(self.cfg, getattr(model, "num_classes", self.cfg.num_classes))
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.device)).cpu()
+
+    def predict(self, paths: Iterable[str | os.PathLike], topk: int = 5,
+                on_image: Optional[Callable[[], None]] = None) -> PredictReport:
+        """Predict every readable image under ``paths``; unreadable ones are reported, not raised."""
+        images, problems = find_images(paths)
+        report = PredictReport(skipped=[{"path": str(p), "reason": r} for p, r in problems])
+        pending: List[tuple] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            batch = torch.stack([t for _, t in pending])
+            for (path, _), top in zip(pending, topk_labels(self.logits(batch), topk, self.names)):
+                report.predictions.append({"path": str(path), "topk": top})
+            pending.clear()
+
+        for path in images:
+            try:
+                pending.append((path, self.transform(read_image(path))))
+            except ImageError as e:
+                report.skipped.append({"path": str(path), "reason": str(e)})
+            if on_image is not None:
+                on_image()
+            if len(pending) >= self.batch_size:
+                flush()
+        flush()
+        return report

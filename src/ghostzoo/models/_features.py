@@ -1,0 +1,69 @@
+"""``features_only`` for models whose ``forward_features`` is a chain of their child modules.
+
+A model lists its taps in ``feature_info`` (``num_chs``, ``reduction``, ``module``); the wrapper
+runs the chain up to the deepest requested tap and returns the maps at the requested ones, and
+replaces everything after that tap (late blocks, head) by ``nn.Identity`` so it costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..errors import GhostzooError
+
+
+def chain_modules(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+    """Top-level children in order, with ``nn.Sequential`` children flattened one level."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.Sequential):
+            for sub_name, sub in child.named_children():
+                yield f"{name}.{sub_name}", sub
+        else:
+            yield name, child
+
+
+def resolve_out_indices(num_features: int, out_indices: Optional[Sequence[int]]) -> List[int]:
+    if out_indices is None:
+        return list(range(num_features))
+    resolved = []
+    for i in out_indices:
+        j = i + num_features if i < 0 else i
+        if not 0 <= j < num_features:
+            raise GhostzooError(f"out_indices {tuple(out_indices)} out of range: this model has "
+                                f"{num_features} feature levels (0..{num_features - 1})")
+        resolved.append(j)
+    if sorted(set(resolved)) != resolved:
+        raise GhostzooError(f"out_indices must be increasing and unique, got {tuple(out_indices)}")
+    return resolved
+
+
+class FeatureListNet(nn.Module):
+    """Wraps a classification model and returns a list of feature maps instead of logits."""
+
+    def __init__(self, model: nn.Module, out_indices: Optional[Sequence[int]] = None) -> None:
+        super().__init__()
+        info: List[Dict] = list(model.feature_info)
+        self.out_indices = resolve_out_indices(len(info), out_indices)
+        taps = {info[i]["module"]: i for i in self.out_indices}
+        chain = list(chain_modules(model))
+        names = [n for n, _ in chain]
+        missing = [t for t in taps if t not in names]
+        if missing:
+            raise GhostzooError(f"{type(model).__name__} has no module {missing[0]!r} to tap")
+        last = max(names.index(t) for t in taps)
+        for name in names[last + 1:]:
+            model.set_submodule(name, nn.Identity())
+        self.model = model
+        self._steps = [(name, name in taps) for name in names[:last + 1]]
+        self.feature_info = [dict(info[i]) for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        outs = []
+        for name, is_tap in self._steps:
+            x = self.model.get_submodule(name)(x)
+            if is_tap:
+                outs.append(x)
+        return outs

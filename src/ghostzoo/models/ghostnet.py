@@ -1,0 +1,188 @@
+"""GhostNet (v1).
+
+Kai Han, Yunhe Wang, Qi Tian, Jianyuan Guo, Chunjing Xu, Chang Xu. "GhostNet: More Features from
+Cheap Operations." CVPR 2020. https://arxiv.org/abs/1911.11907
+
+A MobileNetV3-like network whose bottlenecks use Ghost modules (``layers.GhostModule``) instead of
+1x1 convolutions. Module names equal the official ``ghostnet_pytorch/ghostnet.py`` and timm's
+``ghostnet_*``, so both load without a key remap.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..layers import ConvBnAct, GhostModule, SqueezeExcite, make_divisible
+from ..registry import PretrainedCfg, Published, register_model
+
+__all__ = ["GhostNet", "GhostBottleneck"]
+
+# kernel, expansion width, output width, SE ratio, stride; one inner list per block of `blocks`.
+BlockCfg = Tuple[int, int, int, float, int]
+GHOSTNET_CFG: List[List[BlockCfg]] = [
+    [(3, 16, 16, 0, 1)],
+    [(3, 48, 24, 0, 2)],
+    [(3, 72, 24, 0, 1)],
+    [(5, 72, 40, 0.25, 2)],
+    [(5, 120, 40, 0.25, 1)],
+    [(3, 240, 80, 0, 2)],
+    [(3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1), (3, 480, 112, 0.25, 1),
+     (3, 672, 112, 0.25, 1)],
+    [(5, 672, 160, 0.25, 2)],
+    [(5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1), (5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1)],
+]
+
+
+def _dw_bn(chs: int, kernel_size: int, stride: int) -> Tuple[nn.Conv2d, nn.BatchNorm2d]:
+    conv = nn.Conv2d(chs, chs, kernel_size, stride, (kernel_size - 1) // 2, groups=chs, bias=False)
+    return conv, nn.BatchNorm2d(chs)
+
+
+class GhostBottleneck(nn.Module):
+    """Ghost module (expand) -> [depthwise stride] -> [SE] -> Ghost module (project) + shortcut."""
+
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, dw_kernel_size: int = 3,
+                 stride: int = 1, se_ratio: float = 0.0) -> None:
+        super().__init__()
+        self.stride = stride
+        self.ghost1 = GhostModule(in_chs, mid_chs, act_layer=nn.ReLU)
+        if stride > 1:
+            self.conv_dw, self.bn_dw = _dw_bn(mid_chs, dw_kernel_size, stride)
+        self.se = SqueezeExcite(mid_chs, se_ratio) if se_ratio else None
+        self.ghost2 = GhostModule(mid_chs, out_chs, act_layer=None)
+        if in_chs == out_chs and stride == 1:
+            self.shortcut = nn.Sequential()
+        else:
+            self.shortcut = nn.Sequential(
+                *_dw_bn(in_chs, dw_kernel_size, stride),
+                nn.Conv2d(in_chs, out_chs, 1, bias=False),
+                nn.BatchNorm2d(out_chs),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.shortcut(x)
+        x = self.ghost1(x)
+        if self.stride > 1:
+            x = self.bn_dw(self.conv_dw(x))
+        if self.se is not None:
+            x = self.se(x)
+        return self.ghost2(x) + shortcut
+
+
+class GhostNet(nn.Module):
+    """GhostNet backbone + classifier.
+
+    The head is the official one: global pool, 1x1 conv to 1280 with bias and ReLU, dropout,
+    linear. ``feature_info`` taps the last block at each stride (2, 4, 8, 16, 32): those are the
+    maps a detection or segmentation neck wants.
+    """
+
+    def __init__(self, cfgs: Sequence[Sequence[BlockCfg]] = GHOSTNET_CFG, num_classes: int = 1000,
+                 width: float = 1.0, in_chans: int = 3, drop_rate: float = 0.2,
+                 block: Callable[..., nn.Module] = GhostBottleneck, head_chs: int = 1280) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+        stem_chs = make_divisible(16 * width, 4)
+        self.conv_stem = nn.Conv2d(in_chans, stem_chs, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_chs)
+        self.act1 = nn.ReLU(inplace=True)
+
+        stages, reductions, channels = [], [], []
+        prev_chs, reduction = stem_chs, 2
+        for stage_cfg in cfgs:
+            layers = []
+            for k, exp_size, c, se_ratio, s in stage_cfg:
+                out_chs = make_divisible(c * width, 4)
+                layers.append(block(prev_chs, make_divisible(exp_size * width, 4), out_chs, k, s,
+                                    se_ratio=se_ratio))
+                prev_chs, reduction = out_chs, reduction * s
+            stages.append(nn.Sequential(*layers))
+            reductions.append(reduction)
+            channels.append(prev_chs)
+        self.num_features = make_divisible(cfgs[-1][-1][1] * width, 4)
+        stages.append(nn.Sequential(ConvBnAct(prev_chs, self.num_features, 1)))
+        reductions.append(reduction)
+        channels.append(self.num_features)
+        self.blocks = nn.Sequential(*stages)
+        self.feature_info = [
+            dict(num_chs=channels[i], reduction=r, module=f"blocks.{i}")
+            for i, r in enumerate(reductions)
+            if i + 1 == len(reductions) or reductions[i + 1] != r
+        ]
+
+        self.head_hidden_size = head_chs
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_head = nn.Conv2d(self.num_features, head_chs, 1, bias=True)
+        self.act2 = nn.ReLU(inplace=True)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(head_chs, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
+        self.num_classes = num_classes
+        device = self.conv_head.weight.device
+        self.classifier = (nn.Linear(self.head_hidden_size, num_classes, device=device)
+                           if num_classes > 0 else nn.Identity())
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.act1(self.bn1(self.conv_stem(x))))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.flatten(self.act2(self.conv_head(self.global_pool(x))))
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _create(width: float, **kwargs: Any) -> GhostNet:
+    return GhostNet(GHOSTNET_CFG, width=width, **kwargs)
+
+
+_PAPER = "https://arxiv.org/abs/1911.11907"
+_PAPER_TABLE = "GhostNet paper (CVPR 2020), Table 7"
+
+
+def _cfg(tag: str = "untrained", **kwargs: Any) -> PretrainedCfg:
+    return PretrainedCfg(tag=tag, first_conv="conv_stem", classifier="classifier",
+                         interpolation="bilinear", crop_pct=0.875, license="apache-2.0",
+                         paper=_PAPER, **kwargs)
+
+
+@register_model("ghostnet", [
+    _cfg(published=Published(params=2_587_292, macs=42_000_000, top1=66.2, top5=86.6, source=_PAPER_TABLE)),
+])
+def ghostnet_050(**kwargs: Any) -> GhostNet:
+    """GhostNet 0.5x. No official weights were released for this width."""
+    return _create(0.5, **kwargs)
+
+
+@register_model("ghostnet", [
+    _cfg(
+        "in1k",
+        url="https://github.com/huawei-noah/Efficient-AI-Backbones/raw/master/ghostnet_pytorch/models/state_dict_73.98.pth",
+        hf_hub_id="timm/ghostnet_100.in1k",
+        published=Published(params=5_182_508, macs=141_000_000, top1=73.98, top5=91.46,
+                            source="official ghostnet_pytorch/readme.md (state_dict_73.98.pth); "
+                                   "paper Table 7: 73.9 / 91.4 at 141M FLOPs"),
+        notes="Official release, evaluated by the authors with Resize(256, bilinear) + CenterCrop(224).",
+    ),
+])
+def ghostnet_100(**kwargs: Any) -> GhostNet:
+    """GhostNet 1.0x, the model of the paper's main results."""
+    return _create(1.0, **kwargs)
+
+
+@register_model("ghostnet", [
+    _cfg(published=Published(params=7_358_820, macs=226_000_000, top1=75.7, top5=92.7, source=_PAPER_TABLE)),
+])
+def ghostnet_130(**kwargs: Any) -> GhostNet:
+    """GhostNet 1.3x. No official weights were released for this width."""
+    return _create(1.3, **kwargs)
