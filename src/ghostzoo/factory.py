@@ -38,7 +38,8 @@ def create_model(
         drop_rate: dropout before the classifier (the family's default when None).
         features_only: return a module that outputs the feature maps listed by ``feature_info``.
         out_indices: which feature levels to return with ``features_only`` (default: all).
-        use_ema: take the EMA weights of a checkpoint that has both (None: the family default).
+        use_ema: take the EMA weights of a checkpoint that has both (None: the cfg's choice, which
+            is the EMA weights where those are the published model, as for GhostNetV3).
     """
     entry = get_model_entry(name)
     cfg = get_pretrained_cfg(name)
@@ -52,7 +53,8 @@ def create_model(
     source = checkpoint_path if checkpoint_path is not None else (
         pretrained_source(cfg) if pretrained else None)
     if source is not None:
-        load_checkpoint(model, source, cfg, entry.checkpoint_filter, use_ema=use_ema, progress=progress)
+        load_checkpoint(model, source, cfg, entry.checkpoint_filter,
+                        use_ema=cfg.use_ema if use_ema is None else use_ema, progress=progress)
     if features_only:
         model = FeatureListNet(model, out_indices)
         model.pretrained_cfg = cfg

@@ -61,6 +61,7 @@ class PretrainedCfg:
     license: str = ""
     paper: str = ""
     published: Published = field(default_factory=Published)
+    use_ema: Optional[bool] = None  # which weights of a file holding raw + EMA ones are "the" model
     notes: str = ""
 
     @property
