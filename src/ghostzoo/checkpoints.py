@@ -107,7 +107,7 @@ def pretrained_source(cfg: PretrainedCfg) -> str:
         return cfg.url
     if cfg.hf_hub_id:
         return HF_PREFIX + cfg.hf_hub_id + (f":{cfg.hf_hub_filename}" if cfg.hf_hub_filename else "")
-    raise CheckpointError(f"{cfg.name} has no pretrained weights; pass checkpoint_path / --checkpoint")
+    raise CheckpointError(f"no pretrained weights for {cfg.name}; pass checkpoint_path / --checkpoint")
 
 
 # ----------------------------------------------------------------------------------------------

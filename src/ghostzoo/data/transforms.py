@@ -6,6 +6,7 @@ import math
 from typing import Any, Mapping, Union
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..registry import PretrainedCfg
@@ -15,6 +16,15 @@ _INTERPOLATION = {
     "bilinear": v2.InterpolationMode.BILINEAR,
     "bicubic": v2.InterpolationMode.BICUBIC,
 }
+
+
+def to_unit_range(image: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [0, 1] by dividing by 255, as ``ToTensor`` does.
+
+    ``v2.ToDtype(scale=True)`` multiplies by 1/255 instead, which differs in the last bit and would
+    make our tensors differ from the official pipeline's.
+    """
+    return image.to(torch.float32).div(255)
 
 
 def create_transform(cfg: Union[PretrainedCfg, Mapping[str, Any]], input_size: int | None = None) -> v2.Compose:
@@ -31,10 +41,12 @@ def create_transform(cfg: Union[PretrainedCfg, Mapping[str, Any]], input_size: i
     except KeyError:
         raise ValueError(f"unknown interpolation {get('interpolation')!r}; use one of {sorted(_INTERPOLATION)}") from None
     resize = int(math.floor(size / float(get("crop_pct"))))
+    # Resize and crop before ToImage: a PIL input is then resized by PIL, exactly as in the
+    # official (torchvision v1) pipeline; tensor inputs go through the tensor kernels.
     return v2.Compose([
-        v2.ToImage(),
         v2.Resize(resize, interpolation=interpolation, antialias=True),
         v2.CenterCrop(size),
-        v2.ToDtype(torch.float32, scale=True),
+        v2.ToImage(),
+        v2.Lambda(to_unit_range, tv_tensors.Image),
         v2.Normalize(mean=list(get("mean")), std=list(get("std"))),
     ])

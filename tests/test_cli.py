@@ -1,0 +1,166 @@
+"""The ghostzoo command, run as a user runs it: output, JSON files, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ghostzoo.cli import main
+
+from golden import load_golden, save_golden_checkpoint
+
+
+def run(capsys, *argv: str):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def ckpt_050(tmp_path_factory):
+    return save_golden_checkpoint("ghostnet_050", tmp_path_factory.mktemp("w") / "ghostnet_050.pth")
+
+
+def test_list_table_and_json(capsys, tmp_path):
+    code, out, _ = run(capsys, "list", "ghostnet*", "--output", str(tmp_path / "list.json"))
+    assert code == 0
+    assert "ghostnet_100  5.18" in out and "73.98" in out and "in1k" in out
+    rows = json.loads((tmp_path / "list.json").read_text())
+    assert [r["name"] for r in rows] == ["ghostnet_050", "ghostnet_100", "ghostnet_130"]
+    assert rows[1]["params"] == load_golden("ghostnet_100")["params"]
+
+
+def test_list_pretrained_only(capsys):
+    code, out, _ = run(capsys, "list", "--pretrained")
+    assert code == 0 and "ghostnet_100" in out and "ghostnet_050" not in out
+
+
+def test_info(capsys, tmp_path):
+    code, out, _ = run(capsys, "info", "ghostnet_100", "--output", str(tmp_path / "info.json"))
+    assert code == 0
+    assert "state_dict_73.98.pth" in out and "timm/ghostnet_100.in1k" in out and "5,182,508" in out
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert [f["reduction"] for f in info["feature_info"]] == [2, 4, 8, 16, 32]
+
+
+def test_profile_totals_and_stages(capsys, tmp_path):
+    code, out, _ = run(capsys, "profile", "ghostnet_100", "--output", str(tmp_path / "p.json"))
+    assert code == 0 and "0.1488 GMACs" in out and "5,182,508 params" in out
+    prof = json.loads((tmp_path / "p.json").read_text())
+    assert prof["macs"] == load_golden("ghostnet_100")["macs_batch1"]["value"]
+    assert sum(s["macs"] for s in prof["stages"]) == prof["macs"]
+    assert sum(s["params"] for s in prof["stages"]) == prof["params"]
+    assert [s["reduction"] for s in prof["stages"]] == [2, 4, 8, 16, 32, None]
+
+
+def test_profile_other_resolution_agrees_with_fvcore(capsys, tmp_path):
+    from fvcore.nn import FlopCountAnalysis
+
+    import ghostzoo
+
+    run(capsys, "profile", "ghostnet_100", "--input-size", "112", "--output", str(tmp_path / "p.json"))
+    macs_112 = json.loads((tmp_path / "p.json").read_text())["macs"]
+    counter = FlopCountAnalysis(ghostzoo.create_model("ghostnet_100").eval(), torch.zeros(1, 3, 112, 112))
+    counter.unsupported_ops_warnings(False)
+    assert macs_112 == counter.total()
+
+
+def test_predict_files_folders_topk_and_json(capsys, tmp_path, ckpt_050, imagenet_val_images):
+    bad = tmp_path / "bad.JPEG"
+    bad.write_text("not an image")
+    out_json = tmp_path / "results.json"
+    code, out, err = run(capsys, "predict", "ghostnet_050", str(imagenet_val_images[0]), str(bad),
+                         str(imagenet_val_images[0].parent), "--topk", "2", "--checkpoint", str(ckpt_050),
+                         "--output", str(out_json))
+    assert code == 0
+    assert f"skipped {bad}" in err
+    result = json.loads(out_json.read_text())
+    assert len(result["predictions"]) == 1 + len(imagenet_val_images)
+    assert all(len(p["topk"]) == 2 for p in result["predictions"])
+    assert result["skipped"][0]["path"] == str(bad)
+    first = result["predictions"][0]["topk"][0]
+    assert f"{first['label']}  ({first['index']})" in out
+
+
+def test_predict_exits_non_zero_when_no_image_is_readable(capsys, tmp_path, ckpt_050):
+    (tmp_path / "a.jpg").write_text("text")
+    code, _, err = run(capsys, "predict", "ghostnet_050", str(tmp_path / "a.jpg"), str(tmp_path / "none.png"),
+                       "--checkpoint", str(ckpt_050), "--output", str(tmp_path / "r.json"))
+    assert code == 1
+    assert "ghostzoo predict: error: no readable image among 2 input(s)" in err
+    assert json.loads((tmp_path / "r.json").read_text())["predictions"] == []
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["info", "ghostnet_10"], ["unknown model 'ghostnet_10'", "did you mean", "ghostnet_100"]),
+    (["profile", "ghostnet100"], ["unknown model", "ghostnet_100"]),
+    (["list", "nothing*"], ["no model matches"]),
+    (["predict", "ghostnet_050", "x.jpg"], ["no released weights", "--checkpoint"]),
+    (["predict", "ghostnet_100.in21k", "x.jpg"], ["unknown pretrained tag", "ghostnet_100.in1k"]),
+])
+def test_bad_names_fail_in_one_line(capsys, argv, fragments):
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert_one_line_error(err, *fragments)
+
+
+def test_bad_checkpoints_fail_in_one_line(capsys, tmp_path, imagenet_val_images):
+    image = str(imagenet_val_images[0])
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x00" * 64)
+    other = tmp_path / "w100.pth"
+    torch.save({"state_dict": {"conv_stem.weight": torch.zeros(16, 3, 3, 3)}}, other)
+    cases = [
+        (tmp_path / "missing.pth", ["checkpoint not found"]),
+        (corrupt, ["cannot read checkpoint", "corrupt.pth"]),
+        (other, ["does not fit ghostnet_100", "missing"]),
+    ]
+    for ckpt, fragments in cases:
+        out_json = tmp_path / f"{ckpt.stem}.json"
+        code, _, err = run(capsys, "predict", "ghostnet_100", image, "--checkpoint", str(ckpt),
+                           "--output", str(out_json))
+        assert code == 1
+        assert_one_line_error(err, *fragments)
+        assert not out_json.exists()  # nothing half-written
+
+
+def test_offline_pretrained_download_is_one_line(capsys, monkeypatch, imagenet_val_images):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, _, err = run(capsys, "predict", "ghostnet_100", str(imagenet_val_images[0]))
+    assert code == 1
+    assert_one_line_error(err, "could not download https://github.com/huawei-noah/", "offline",
+                          "--checkpoint PATH")
+
+
+@pytest.mark.parametrize("argv", [["predict", "ghostnet_100", "x.jpg", "--topk", "0"],
+                                  ["predict", "ghostnet_100", "x.jpg", "--topk", "many"],
+                                  ["profile", "ghostnet_100", "--input-size", "-3"],
+                                  ["predict", "ghostnet_100"], ["frobnicate"], []])
+def test_bad_arguments_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        code = main(argv)
+        raise SystemExit(code)
+    assert e.value.code == 2
+
+
+def test_console_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "ghostzoo", "info", "nope"], capture_output=True, text=True)
+    assert out.returncode == 1 and out.stderr.startswith("ghostzoo info: error: unknown model 'nope'")
+    out = subprocess.run([sys.executable, "-m", "ghostzoo", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "ghostnet_130" in out.stdout
