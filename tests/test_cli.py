@@ -108,6 +108,7 @@ def test_predict_exits_non_zero_when_no_image_is_readable(capsys, tmp_path, ckpt
     (["list", "nothing*"], ["no model matches"]),
     (["predict", "ghostnet_050", "x.jpg"], ["no released weights", "--checkpoint"]),
     (["predict", "ghostnet_100.in21k", "x.jpg"], ["unknown pretrained tag", "ghostnet_100.in1k"]),
+    (["predict", "ghostnet_100", "x.jpg", "--device", "tpu9"], ["unknown device 'tpu9'"]),
 ])
 def test_bad_names_fail_in_one_line(capsys, argv, fragments):
     code, out, err = run(capsys, *argv)

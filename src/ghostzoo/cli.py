@@ -13,7 +13,7 @@ from . import __version__
 from ._io import write_json_atomic
 from .errors import GhostzooError
 from .factory import create_model
-from .inference import Predictor
+from .inference import Predictor, resolve_device
 from .profile import profile_model
 from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg, list_models
 
@@ -97,6 +97,7 @@ def _load_for_inference(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    resolve_device(args.device)  # fail before any download
     model = _load_for_inference(args)
     predictor = Predictor(model, device=args.device, batch_size=args.batch_size)
     with tqdm(desc="predict", unit="img", disable=None, file=sys.stderr, leave=False) as bar:

@@ -10,8 +10,21 @@ import torch
 import torch.nn as nn
 
 from .data import create_transform, find_images, imagenet_class_names, read_image
-from .errors import ImageError
+from .errors import GhostzooError, ImageError
 from .registry import PretrainedCfg
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """A usable torch device, or a one-line error (e.g. ``cuda`` on a machine without a GPU)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise GhostzooError(f"unknown device {name!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GhostzooError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise GhostzooError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def class_names_for(cfg: PretrainedCfg, num_classes: int) -> List[str]:
@@ -41,8 +54,8 @@ class Predictor:
     def __init__(self, model: nn.Module, cfg: Optional[PretrainedCfg] = None,
                  device: str | torch.device = "cpu", batch_size: int = 16) -> None:
         self.cfg = cfg or model.pretrained_cfg
-        self.model = model.eval().to(device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.batch_size = batch_size
         self.transform = create_transform(self.cfg)
         self.names = class_names_for(self.cfg, getattr(model, "num_classes", self.cfg.num_classes))
