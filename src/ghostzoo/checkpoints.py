@@ -9,12 +9,14 @@ releases, timm's files and ghostzoo's own load through the same call.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import tempfile
 import urllib.error
 import urllib.parse
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -124,12 +126,23 @@ def _is_safetensors(path: Path) -> bool:
 
 
 def read_file(path: Path) -> Any:
-    """Read a checkpoint file safely: safetensors, or torch.load with ``weights_only=True``."""
+    """Read a checkpoint file safely: safetensors, or torch.load with ``weights_only=True``.
+
+    A safetensors file written by ghostzoo comes back as ``{'state_dict': ..., **metadata}``, the
+    same shape as ghostzoo's torch files.
+    """
     try:
         if _is_safetensors(path):
+            from safetensors import safe_open
             from safetensors.torch import load_file
 
-            return load_file(str(path), device="cpu")
+            state_dict = load_file(str(path), device="cpu")
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("format") == GHOSTZOO_FORMAT:
+                return {**json.loads(meta.get("ghostzoo", "{}")), "format": GHOSTZOO_FORMAT,
+                        "state_dict": state_dict}
+            return state_dict
         # timm's training checkpoints carry their argparse.Namespace; it holds plain values only.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -234,6 +247,52 @@ def fit_state_dict(model: nn.Module, state_dict: StateDict, cfg: PretrainedCfg) 
     return reinit
 
 
+# What ghostzoo's own files carry besides weights; lets create_model rebuild a trained model as it was.
+META_KEYS = ("architecture", "num_classes", "class_names", "img_size")
+
+
+@dataclass
+class Checkpoint:
+    """Weights read from a file, before they meet a model."""
+
+    state_dict: StateDict
+    path: Path
+    entry: str
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    def num_classes(self, classifier: str) -> Optional[int]:
+        """Classes of the stored head: ghostzoo's metadata, else the classifier weight's rows."""
+        if self.meta.get("num_classes"):
+            return int(self.meta["num_classes"])
+        weight = self.state_dict.get(f"{classifier}.weight")
+        return int(weight.shape[0]) if weight is not None and weight.ndim >= 2 else None
+
+
+def read_checkpoint(source: str | os.PathLike, use_ema: Optional[bool] = None,
+                    progress: bool = True) -> Checkpoint:
+    """Resolve, read and unwrap a checkpoint (any supported source and format)."""
+    path = resolve_source(source, progress=progress)
+    obj = read_file(path)
+    meta: Dict[str, Any] = {}
+    if isinstance(obj, Mapping) and obj.get("format") == GHOSTZOO_FORMAT:
+        meta = {k: obj[k] for k in META_KEYS if obj.get(k) is not None}
+    state_dict, entry = extract_state_dict(obj, use_ema=use_ema)
+    return Checkpoint(clean_state_dict(state_dict), path, entry, meta)
+
+
+def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, cfg: PretrainedCfg,
+                     checkpoint_filter: Optional[CheckpointFilter] = None) -> str:
+    """Fit ``ckpt`` into ``model``; returns a short description of what was used."""
+    arch = ckpt.meta.get("architecture")
+    if arch and arch != cfg.architecture:
+        raise CheckpointError(f"{ckpt.path} is a ghostzoo checkpoint of {arch}, not {cfg.architecture}")
+    state_dict = dict(ckpt.state_dict)
+    if checkpoint_filter is not None:
+        state_dict = checkpoint_filter(state_dict, model)
+    fit_state_dict(model, state_dict, cfg)
+    return f"{ckpt.path} [{ckpt.entry}]"
+
+
 def load_checkpoint(
     model: nn.Module,
     source: str | os.PathLike,
@@ -243,27 +302,17 @@ def load_checkpoint(
     progress: bool = True,
 ) -> str:
     """Load weights from ``source`` into ``model``; returns a short description of what was used."""
-    path = resolve_source(source, progress=progress)
-    obj = read_file(path)
-    if isinstance(obj, Mapping) and obj.get("format") == GHOSTZOO_FORMAT:
-        arch = obj.get("architecture")
-        if arch and arch != cfg.architecture:
-            raise CheckpointError(f"{path} is a ghostzoo checkpoint of {arch}, not {cfg.architecture}")
-    state_dict, entry = extract_state_dict(obj, use_ema=use_ema)
-    state_dict = clean_state_dict(state_dict)
-    if checkpoint_filter is not None:
-        state_dict = checkpoint_filter(state_dict, model)
-    fit_state_dict(model, state_dict, cfg)
-    return f"{path} [{entry}]"
+    return apply_checkpoint(model, read_checkpoint(source, use_ema, progress), cfg, checkpoint_filter)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str,
                     extra: Optional[Mapping[str, Any]] = None) -> Path:
     """Save ghostzoo's own format atomically (temp file in the same folder, then rename).
 
-    ``.safetensors`` paths get a safetensors file with the architecture in its metadata; anything
-    else a torch file ``{'format', 'architecture', 'state_dict', ...}``. Both load back through
-    :func:`load_checkpoint`.
+    ``.safetensors`` paths get a safetensors file with the architecture (and ``extra``'s
+    ``num_classes`` / ``class_names`` / ``img_size``) in its metadata; anything else a torch file
+    ``{'format', 'architecture', 'state_dict', **extra}``. Both load back through
+    :func:`read_checkpoint`, which hands that metadata to ``create_model``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +323,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(state_dict, tmp, metadata={"format": GHOSTZOO_FORMAT, "architecture": architecture})
+            meta = {"architecture": architecture, **{k: v for k, v in (extra or {}).items() if k in META_KEYS}}
+            save_file(state_dict, tmp, metadata={"format": GHOSTZOO_FORMAT, "ghostzoo": json.dumps(meta)})
         else:
             torch.save({"format": GHOSTZOO_FORMAT, "architecture": architecture,
                         "state_dict": state_dict, **(extra or {})}, tmp)

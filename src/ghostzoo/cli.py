@@ -132,6 +132,37 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .engine import validate
+
+    resolve_device(args.device)
+    model = _load_for_inference(args)
+    result = validate(model, args.data, split=args.split, labels=args.labels, batch_size=args.batch_size,
+                      workers=args.workers, device=args.device, amp=args.amp, channels_last=args.channels_last,
+                      progress=True)
+    for item in result.skipped:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    print(f"{args.model} on {args.data} ({result.images} images): top-1 {result.top1:.2f}  top-5 {result.top5:.2f}  "
+          f"loss {result.loss:.4f}  {result.images_per_s:.1f} img/s" +
+          (f"  ({len(result.skipped)} unreadable skipped)" if result.skipped else ""))
+    worst = sorted(result.per_class.items(), key=lambda kv: kv[1])[:5]
+    print("lowest per-class top-1: " + ", ".join(f"{k} {v:.1f}" for k, v in worst))
+    if args.output:
+        write_json_atomic(args.output, {"model": args.model, "data": str(args.data), **result.to_dict()})
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import TrainConfig, train
+
+    fields = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    summary = train(cfg)
+    if args.output:
+        write_json_atomic(args.output, summary)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -139,6 +170,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -171,6 +212,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the EMA weights of a checkpoint that has both")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--device", default="cpu")
+
+    p = add("validate", cmd_validate, "top-1 / top-5, loss and per-class accuracy on a labelled dataset")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, help="ImageFolder, ILSVRC2012-val (val.txt) or Oxford-IIIT Pet folder")
+    p.add_argument("--split", default="val", help="split folder / split name (default: val)")
+    p.add_argument("--labels", help="ground-truth file of '<file> <index>' lines (ILSVRC2012 val layout)")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID")
+    p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--workers", type=_non_negative_int, default=2)
+    p.add_argument("--amp", choices=["bf16", "fp16"], help="autocast: bf16 on CPU, fp16 or bf16 on CUDA")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--device", default="cpu")
+
+    p = add("train", cmd_train, "train or fine-tune on a labelled dataset (single process or torchrun)")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, help="dataset folder with train and val splits")
+    p.add_argument("--recipe", default="ghostnet", help="ghostnet (SGD, the GhostNet paper's) or deit "
+                   "(AdamW, RandAugment, mixup/cutmix, erasing, EMA); every knob below overrides it")
+    p.add_argument("--output-dir", help="where checkpoints and summary.json go (default: runs/MODEL)")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float, help="default: the recipe's, scaled to the global batch size")
+    p.add_argument("--min-lr", type=float)
+    p.add_argument("--opt", help="any timm optimizer name (sgd, adamw, lamb, ...)")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--smoothing", type=float, help="label smoothing")
+    p.add_argument("--drop-rate", type=float, help="dropout before the classifier")
+    p.add_argument("--drop-path-rate", type=float)
+    p.add_argument("--color-jitter", type=float)
+    p.add_argument("--auto-augment", help="timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1")
+    p.add_argument("--re-prob", type=float, help="random erasing probability")
+    p.add_argument("--mixup", type=float, help="mixup alpha (0 disables)")
+    p.add_argument("--cutmix", type=float, help="cutmix alpha (0 disables)")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="keep an EMA of the weights")
+    p.add_argument("--ema-decay", type=float)
+    p.add_argument("--img-size", type=_positive_int, help="training and validation resolution")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="start from these weights (fine-tuning)")
+    p.add_argument("--num-classes", type=_positive_int, help="re-head to this many classes (default: the data's)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last epoch")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=_non_negative_int)
+    p.add_argument("--amp", choices=["bf16", "fp16"])
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format (default: on; NCHW is many times slower on CPU)")
+    p.add_argument("--device")
+    p.add_argument("--train-split")
+    p.add_argument("--val-split")
+    p.add_argument("--steps-per-epoch", type=_positive_int, help="cap on optimizer steps per epoch")
+    p.add_argument("--deterministic", action="store_true", default=None)
 
     p = add("profile", cmd_profile, "parameters and MACs, in total and per stage")
     p.add_argument("model")

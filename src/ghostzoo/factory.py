@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Optional, Sequence
 
 import torch.nn as nn
 
-from .checkpoints import load_checkpoint, pretrained_source
+from .checkpoints import apply_checkpoint, pretrained_source, read_checkpoint
 from .models import FeatureListNet
-from .registry import get_model_entry, get_pretrained_cfg
+from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg
+
+
+def _cfg_from_checkpoint(cfg: PretrainedCfg, meta: dict, num_classes: int) -> PretrainedCfg:
+    """The cfg of a model trained by ghostzoo: its classes and input size travel in the file."""
+    changes: dict = {"num_classes": num_classes}
+    names = tuple(meta.get("class_names") or ())
+    if names and len(names) == num_classes:
+        changes.update(class_names=names, label_names="")
+    if meta.get("img_size"):
+        changes["input_size"] = (cfg.input_size[0], int(meta["img_size"]), int(meta["img_size"]))
+    return dataclasses.replace(cfg, **changes)
 
 
 def create_model(
@@ -32,8 +44,9 @@ def create_model(
         checkpoint_path: a local file, ``http(s)://`` / ``file://`` URL or ``hf-hub:org/name``;
             any supported format (ghostzoo, official Huawei, timm; .pth/.pth.tar/.safetensors).
             Takes precedence over ``pretrained``.
-        num_classes: classifier size; defaults to the cfg's (1000 for ImageNet weights). When it
-            differs from the checkpoint's, the backbone is loaded and the head re-initialised.
+        num_classes: classifier size; defaults to the checkpoint's (read from the file) or the
+            cfg's (1000 for ImageNet weights). When it differs from the checkpoint's, the backbone
+            is loaded and the head re-initialised, with a warning: that is how fine-tuning starts.
         in_chans: input channels; pretrained first-conv weights are adapted when it is not 3.
         drop_rate: dropout before the classifier (the family's default when None).
         features_only: return a module that outputs the feature maps listed by ``feature_info``.
@@ -43,21 +56,27 @@ def create_model(
     """
     entry = get_model_entry(name)
     cfg = get_pretrained_cfg(name)
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices is only meaningful with features_only=True")
+    source = checkpoint_path if checkpoint_path is not None else (
+        pretrained_source(cfg) if pretrained else None)
+    ckpt = None
+    if source is not None:
+        ckpt = read_checkpoint(source, use_ema=cfg.use_ema if use_ema is None else use_ema, progress=progress)
+        stored = ckpt.num_classes(cfg.classifier)
+        if num_classes is None and stored:
+            num_classes = stored
+        cfg = _cfg_from_checkpoint(cfg, ckpt.meta, num_classes or cfg.num_classes)
+
     build_kwargs = dict(num_classes=cfg.num_classes if num_classes is None else num_classes,
                         in_chans=in_chans, **kwargs)
     if drop_rate is not None:
         build_kwargs["drop_rate"] = drop_rate
     model = entry.builder(**build_kwargs)
     model.pretrained_cfg = cfg
-
-    source = checkpoint_path if checkpoint_path is not None else (
-        pretrained_source(cfg) if pretrained else None)
-    if source is not None:
-        load_checkpoint(model, source, cfg, entry.checkpoint_filter,
-                        use_ema=cfg.use_ema if use_ema is None else use_ema, progress=progress)
+    if ckpt is not None:
+        apply_checkpoint(model, ckpt, cfg, entry.checkpoint_filter)
     if features_only:
         model = FeatureListNet(model, out_indices)
         model.pretrained_cfg = cfg
-    elif out_indices is not None:
-        raise ValueError("out_indices is only meaningful with features_only=True")
     return model

@@ -29,6 +29,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 def class_names_for(cfg: PretrainedCfg, num_classes: int) -> List[str]:
     """Human-readable names of a model's outputs (generic ``class_<i>`` when unknown)."""
+    if len(cfg.class_names) == num_classes:
+        return list(cfg.class_names)
     if cfg.label_names == "imagenet-1k" and num_classes == 1000:
         return imagenet_class_names()
     return [f"class_{i}" for i in range(num_classes)]

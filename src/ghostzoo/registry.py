@@ -57,7 +57,8 @@ class PretrainedCfg:
     std: Tuple[float, ...] = IMAGENET_STD
     first_conv: str = ""
     classifier: str = "classifier"
-    label_names: str = "imagenet-1k"
+    label_names: str = "imagenet-1k"  # a known label set; ``class_names`` below wins when given
+    class_names: Tuple[str, ...] = ()
     license: str = ""
     paper: str = ""
     published: Published = field(default_factory=Published)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 import torch
 from torchvision import tv_tensors
@@ -50,3 +50,17 @@ def create_transform(cfg: Union[PretrainedCfg, Mapping[str, Any]], input_size: i
         v2.Lambda(to_unit_range, tv_tensors.Image),
         v2.Normalize(mean=list(get("mean")), std=list(get("std"))),
     ])
+
+
+def create_train_transform(cfg: Union[PretrainedCfg, Mapping[str, Any]], input_size: int | None = None,
+                           auto_augment: str | None = None, re_prob: float = 0.0,
+                           color_jitter: float | None = 0.4) -> Callable:
+    """Training augmentation (random-resized crop, flip, jitter / RandAugment, erasing) from timm."""
+    from timm.data import create_transform as timm_create_transform
+
+    get = cfg.get if isinstance(cfg, Mapping) else lambda k: getattr(cfg, k)
+    size = int(input_size or get("input_size")[-1])
+    return timm_create_transform(
+        size, is_training=True, auto_augment=auto_augment, re_prob=re_prob,
+        color_jitter=color_jitter if not auto_augment else None,
+        interpolation=get("interpolation"), mean=tuple(get("mean")), std=tuple(get("std")))

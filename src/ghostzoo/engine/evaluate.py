@@ -1,0 +1,101 @@
+"""Top-1 / top-5 evaluation with per-class accuracy and throughput."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data import build_dataset, collate_skipping, create_transform, imagenet_target_map
+from ..errors import GhostzooError
+from ..inference import resolve_device
+from ._runtime import autocast, to_memory_format
+
+
+@dataclass
+class EvalResult:
+    top1: float
+    top5: float
+    loss: float
+    images: int
+    images_per_s: float
+    per_class: Dict[str, float] = field(default_factory=dict)  # class name -> top-1 (%)
+    skipped: List[Dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
+             amp: Optional[str] = None, channels_last: bool = True, class_names: Sequence[str] = (),
+             target_map: Optional[Sequence[int]] = None, progress: bool = False) -> EvalResult:
+    """Run ``model`` over ``loader`` (batches of ``(images, targets, skipped)``).
+
+    ``target_map`` maps dataset labels to the model's output indices (an ImageNet model on an
+    ImageNet subset); per-class accuracy is reported under the dataset's class names.
+    """
+    device = torch.device(device)
+    model.eval()
+    num_classes = len(class_names) if class_names else None
+    correct1 = correct5 = seen = 0
+    loss_sum = 0.0
+    per_class_hits: Dict[int, List[int]] = {}
+    skipped: List[Dict[str, str]] = []
+    mapping = torch.tensor(target_map) if target_map is not None else None
+    start = time.perf_counter()
+    for images, targets, bad in tqdm(loader, desc="validate", unit="batch", disable=None if progress else True, leave=False):
+        skipped += [{"path": s.path, "reason": s.reason} for s in bad]
+        if images is None:
+            continue
+        labels = targets if mapping is None else mapping[targets]
+        images = to_memory_format(images.to(device, non_blocking=True), channels_last)
+        with autocast(device, amp):
+            logits = model(images)
+        logits = logits.float().cpu()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hit1 = top[:, 0] == labels
+        correct1 += int(hit1.sum())
+        correct5 += int((top == labels[:, None]).any(dim=1).sum())
+        seen += len(labels)
+        for t, h in zip(targets.tolist(), hit1.tolist()):
+            per_class_hits.setdefault(t, [0, 0])
+            per_class_hits[t][0] += int(h)
+            per_class_hits[t][1] += 1
+    elapsed = time.perf_counter() - start
+    if seen == 0:
+        raise GhostzooError(f"no readable image to evaluate ({len(skipped)} skipped)")
+    names = list(class_names) if num_classes else [str(i) for i in range(max(per_class_hits) + 1)]
+    per_class = {names[t]: 100.0 * h / n for t, (h, n) in sorted(per_class_hits.items())}
+    return EvalResult(100.0 * correct1 / seen, 100.0 * correct5 / seen, loss_sum / seen, seen,
+                      seen / elapsed, per_class, skipped)
+
+
+def validate(model: nn.Module, data: str | os.PathLike, split: str = "val", labels: Optional[str] = None,
+             batch_size: int = 64, workers: int = 2, device: str = "cpu", amp: Optional[str] = None,
+             channels_last: bool = True, progress: bool = False) -> EvalResult:
+    """Evaluate ``model`` on the dataset at ``data`` with the model's own eval preprocessing."""
+    dev = resolve_device(device)
+    cfg = model.pretrained_cfg
+    dataset = build_dataset(data, split, create_transform(cfg), labels=labels)
+    num_outputs = getattr(model, "num_classes", cfg.num_classes)
+    target_map = None
+    if dataset.layout != "ilsvrc-val" and len(dataset.classes) != num_outputs:
+        target_map = imagenet_target_map(dataset.classes) if num_outputs == 1000 else None
+        if target_map is None:
+            raise GhostzooError(f"the dataset has {len(dataset.classes)} classes but the model predicts "
+                                f"{num_outputs}; pass a checkpoint trained on it (or --num-classes when training)")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate_skipping, pin_memory=dev.type == "cuda")
+    model = model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return evaluate(model, loader, dev, amp, channels_last, dataset.classes, target_map, progress)

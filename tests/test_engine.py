@@ -1,0 +1,149 @@
+"""validate and train on real images: skipping bad files, resume after SIGKILL, DDP, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ghostzoo
+from ghostzoo.cli import main
+from ghostzoo.engine import validate
+
+from conftest import DATA_DIR, require
+from golden import save_golden_checkpoint
+
+CLASSES = ["n01440764", "n02102040", "n02979186"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """Three Imagenette classes, eight train and four val photos each, plus one corrupt file."""
+    source = require(DATA_DIR / "imagenette-160")
+    root = tmp_path_factory.mktemp("tiny")
+    for split, n in (("train", 8), ("val", 4)):
+        for c in CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for f in sorted((source / split / c).iterdir())[:n]:
+                shutil.copy(f, root / split / c / f.name)
+    (root / "val" / CLASSES[0] / "corrupt.JPEG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+def _train_cmd(data: Path, out: Path, *extra: str) -> list:
+    return [sys.executable, "-m", "ghostzoo", "train", "ghostnet_050", "--data", str(data), "--img-size", "64",
+            "--batch-size", "4", "--workers", "1", "--seed", "3", "--output-dir", str(out), *extra]
+
+
+def test_validate_skips_corrupt_image_and_maps_imagenet_classes(tiny, tmp_path, capsys):
+    ckpt = save_golden_checkpoint("ghostnet_050", tmp_path / "g.pth")
+    model = ghostzoo.create_model("ghostnet_050", checkpoint_path=ckpt)
+    result = validate(model, tiny, "val", batch_size=5, workers=1)
+    assert result.images == 12 and len(result.per_class) == 3
+    assert [s["path"].endswith("corrupt.JPEG") for s in result.skipped] == [True]
+    # an ImageNet model on ImageNet classes: predictions are compared in ImageNet's index space
+    with torch.no_grad():
+        logits = model.eval()(torch.stack([ghostzoo.data.create_transform(model.pretrained_cfg)(
+            ghostzoo.data.read_image(p)) for p in sorted((tiny / "val" / CLASSES[1]).glob("*.JPEG"))]))
+    expected = 100.0 * float((logits.argmax(1) == 217).float().mean())  # n02102040 is ImageNet class 217
+    assert result.per_class[CLASSES[1]] == pytest.approx(expected)
+
+    out = tmp_path / "v.json"
+    assert main(["validate", "ghostnet_050", "--data", str(tiny), "--checkpoint", str(ckpt), "--workers", "0",
+                 "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["images"] == 12 and report["skipped"][0]["path"].endswith("corrupt.JPEG")
+    assert "unreadable skipped" in capsys.readouterr().out
+
+
+def test_validate_refuses_class_mismatch(tiny, tmp_path):
+    ckpt = save_golden_checkpoint("ghostnet_050", tmp_path / "g.pth")
+    model = ghostzoo.create_model("ghostnet_050", checkpoint_path=ckpt, num_classes=7)
+    with pytest.raises(ghostzoo.GhostzooError, match="dataset has 3 classes but the model predicts 7"):
+        validate(model, tiny, "val", workers=0)
+
+
+def test_resume_after_sigkill_ends_with_identical_weights(tiny, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_train_cmd(tiny, full, "--epochs", "3"), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(tiny, killed, "--epochs", "3"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "last.pth").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # mid-epoch 2: epoch 1's checkpoint has just been written
+    assert proc.wait() == -signal.SIGKILL
+    assert torch.load(killed / "last.pth", weights_only=True)["epoch"] < 2  # the run really was cut short
+
+    resumed = subprocess.run(_train_cmd(tiny, killed, "--epochs", "3", "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout
+    a = torch.load(full / "last.pth", weights_only=True)
+    b = torch.load(killed / "last.pth", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    # channels-last is the default memory format of the weights being trained
+    assert a["state_dict"]["conv_stem.weight"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_torchrun_two_cpu_processes_keep_replicas_identical(tiny, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "ghostzoo", *_train_cmd(tiny, tmp_path / "ddp", "--epochs", "1", "--steps-per-epoch", "2")[3:]]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+    assert done.stdout.count("epoch 1/1") == 1  # only rank 0 logs
+
+
+def test_fine_tune_re_heads_a_checkpoint_and_the_result_loads_by_itself(tmp_path, capsys):
+    pets = require(DATA_DIR / "oxford-pets-sample")
+    start = save_golden_checkpoint("ghostnet_050", tmp_path / "imagenet.pth")
+    out = tmp_path / "pets"
+    with pytest.warns(UserWarning, match="re-initialising the head"):
+        code = main(["train", "ghostnet_050", "--data", str(pets), "--val-split", "test", "--checkpoint", str(start),
+                     "--num-classes", "37", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+                     "--img-size", "64", "--workers", "0", "--lr", "0.01", "--output-dir", str(out)])
+    assert code == 0
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    w0 = torch.load(start, weights_only=True)["conv_stem.weight"]
+    w1 = ckpt["state_dict"]["conv_stem.weight"]
+    assert 0 < float((w1 - w0).norm()) < 0.1 * float(w0.norm())  # started from the checkpoint, then moved
+    assert ckpt["state_dict"]["classifier.weight"].shape == (37, 1280)
+
+    # the trained file alone rebuilds the model: 37 classes, breed names, its training resolution
+    model = ghostzoo.create_model("ghostnet_050", checkpoint_path=out / "last.pth")
+    assert model.num_classes == 37 and model.pretrained_cfg.input_size == (3, 64, 64)
+    assert model.pretrained_cfg.class_names[0] == "Abyssinian"
+    capsys.readouterr()
+    report = tmp_path / "val.json"
+    assert main(["validate", "ghostnet_050", "--checkpoint", str(out / "last.pth"), "--data", str(pets),
+                 "--split", "test", "--workers", "0", "--output", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["images"] == 74 and len(result["per_class"]) == 37
+    assert result["top1"] == pytest.approx(ckpt["history"][-1]["top1"])  # same number as the trainer's
+
+
+def test_bad_training_arguments(tiny, tmp_path, capsys):
+    assert main(["train", "ghostnet_050", "--data", str(tiny), "--recipe", "yolo", "--output-dir", str(tmp_path)]) == 1
+    assert "unknown recipe 'yolo'" in capsys.readouterr().err
+    assert main(["train", "ghostnet_050", "--data", str(tiny), "--resume", "--output-dir", str(tmp_path / "x")]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "ghostnet_050", "--data", str(tiny), "--batch-size", "100", "--workers", "0",
+                 "--output-dir", str(tmp_path / "y")]) == 1
+    assert "larger than the training split" in capsys.readouterr().err
