@@ -104,7 +104,11 @@ def resolve_source(source: str | os.PathLike, progress: bool = True) -> Path:
 
 
 def pretrained_source(cfg: PretrainedCfg) -> str:
-    """Where a pretrained cfg's weights come from: its URL first, then its hub id."""
+    """Where a pretrained cfg's weights come from: the package itself, its URL, then its hub id."""
+    if cfg.file:
+        from importlib.resources import files
+
+        return str(files("ghostzoo").joinpath(cfg.file))
     if cfg.url:
         return cfg.url
     if cfg.hf_hub_id:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
@@ -13,7 +14,7 @@ from . import __version__
 from ._io import write_json_atomic
 from .errors import GhostzooError
 from .factory import create_model
-from .inference import Predictor, resolve_device
+from .inference import Predictor, demo_images, resolve_device, true_label
 from .profile import profile_model
 from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg, list_models
 
@@ -116,6 +117,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.use_ema = None
+    model = _load_for_inference(args)
+    folder = args.images or demo_images()
+    report = Predictor(model).predict([folder], topk=3)
+    hits = 0
+    for pred in report.predictions:
+        truth = true_label(pred["path"])
+        top = pred["topk"]
+        hits += int(top[0]["label"] == truth)
+        mark = "ok " if top[0]["label"] == truth else "MISS"
+        print(f"{mark} {Path(pred['path']).name}  true: {truth}")
+        print("      " + "  |  ".join(f"{t['label']} {t['prob']:.1%}" for t in top))
+    if not report.predictions:
+        raise GhostzooError(f"no readable image in {folder}")
+    accuracy = 100.0 * hits / len(report.predictions)
+    print(f"\n{model.pretrained_cfg.name}: {hits}/{len(report.predictions)} correct (top-1 {accuracy:.1f}%)")
+    if args.output:
+        write_json_atomic(args.output, {"model": model.pretrained_cfg.name, "accuracy": accuracy,
+                                        "predictions": report.predictions})
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     cfg = get_pretrained_cfg(args.model)
     size = args.input_size or cfg.input_size[-1]
@@ -163,24 +187,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the EMA weights of a checkpoint that has both")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--device", default="cpu")
+
+    p = add("demo", cmd_demo, "offline demo: the packaged Imagenette photos, top-3 each, and accuracy")
+    p.add_argument("model", nargs="?", default="ghostnet_100.imagenette",
+                   help="default: ghostnet_100.imagenette, trained by ghostzoo and shipped in the package")
+    p.add_argument("--images", help="another folder of <WordNet id>/<image> files")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID")
 
     p = add("validate", cmd_validate, "top-1 / top-5, loss and per-class accuracy on a labelled dataset")
     p.add_argument("model")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from .data import create_transform, find_images, imagenet_class_names, read_image
+from .data import create_transform, find_images, imagenet_class_names, imagenet_wnids, read_image
 from .errors import GhostzooError, ImageError
 from .registry import PretrainedCfg
 
@@ -92,3 +93,17 @@ class Predictor:
                 flush()
         flush()
         return report
+
+
+def demo_images() -> Path:
+    """The ten Imagenette photos shipped with the package (ImageFolder layout, WordNet-id folders)."""
+    from importlib.resources import files
+
+    return Path(str(files("ghostzoo").joinpath("assets", "imagenette_demo")))
+
+
+def true_label(path: str | os.PathLike) -> Optional[str]:
+    """The class name of an image stored under a WordNet-id folder (ImageNet / Imagenette layout)."""
+    wnid = Path(path).parent.name
+    wnids = imagenet_wnids()
+    return imagenet_class_names()[wnids.index(wnid)] if wnid in wnids else None

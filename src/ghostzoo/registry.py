@@ -49,6 +49,7 @@ class PretrainedCfg:
     url: str = ""
     hf_hub_id: str = ""
     hf_hub_filename: str = ""
+    file: str = ""  # weights shipped inside the package, relative to the ghostzoo package folder
     num_classes: int = 1000
     input_size: Tuple[int, int, int] = (3, 224, 224)
     crop_pct: float = 0.875
@@ -71,7 +72,7 @@ class PretrainedCfg:
 
     @property
     def has_weights(self) -> bool:
-        return bool(self.url or self.hf_hub_id)
+        return bool(self.url or self.hf_hub_id or self.file)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
