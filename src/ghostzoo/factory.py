@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence
 import torch.nn as nn
 
 from .checkpoints import load_checkpoint, pretrained_source
-from .models import FeatureListNet
+from .models import create_feature_net
 from .registry import get_model_entry, get_pretrained_cfg
 
 
@@ -56,7 +56,7 @@ def create_model(
         load_checkpoint(model, source, cfg, entry.checkpoint_filter,
                         use_ema=cfg.use_ema if use_ema is None else use_ema, progress=progress)
     if features_only:
-        model = FeatureListNet(model, out_indices)
+        model = create_feature_net(model, out_indices)
         model.pretrained_cfg = cfg
     elif out_indices is not None:
         raise ValueError("out_indices is only meaningful with features_only=True")
