@@ -23,16 +23,17 @@ PAPER = {"augvit_small": (79.8, 4.6), "augvit_small_circulant2": (80.9, 4.7),
 
 @pytest.fixture(scope="module")
 def deit_s(tmp_path_factory):
-    """timm's DeiT-S (``vit_small_patch16_224``) with non-trivial LayerNorms, and its checkpoint."""
+    """timm's DeiT-S (``vit_small_patch16_224``) with non-trivial LayerNorms, its checkpoint, and
+    ``augvit_small`` loaded from it."""
     torch.manual_seed(0)
-    model = timm.create_model("vit_small_patch16_224").eval()
-    for m in model.modules():
+    reference = timm.create_model("vit_small_patch16_224").eval()
+    for m in reference.modules():
         if isinstance(m, torch.nn.LayerNorm):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
     path = tmp_path_factory.mktemp("deit") / "deit_s.pth"
-    torch.save(model.state_dict(), path)
-    return model, path
+    torch.save(reference.state_dict(), path)
+    return reference, path, ghostzoo.create_model("augvit_small", checkpoint_path=path).eval()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -77,8 +78,7 @@ def test_macs_match_official():
 
 
 def test_baseline_equals_timm_deit_small(deit_s):
-    reference, path = deit_s
-    model = ghostzoo.create_model("augvit_small", checkpoint_path=path).eval()
+    reference, _, model = deit_s
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
@@ -87,11 +87,10 @@ def test_baseline_equals_timm_deit_small(deit_s):
 def test_other_resolution_at_load_and_forward_time(deit_s):
     """A 224 checkpoint in a model built at 288 equals timm's ViT resized by timm, and the 224 model
     fed 288 images."""
-    reference_224, path = deit_s
+    reference_224, path, model_224 = deit_s
     reference = timm.create_model("vit_small_patch16_224", img_size=288).eval()
     reference.load_state_dict(timm_vit_filter(dict(reference_224.state_dict()), reference))
     model = ghostzoo.create_model("augvit_small", img_size=288, checkpoint_path=path).eval()
-    model_224 = ghostzoo.create_model("augvit_small", checkpoint_path=path).eval()
     assert model.pos_embed.shape == (1, 18 * 18 + 1, 384)
     x = torch.randn(1, 3, 288, 288)
     with torch.no_grad():

@@ -60,7 +60,7 @@ def test_eval_cfg_and_release_match_timm(name):
     assert cfg.hf_hub_id == f"timm/{name}.in1k"
 
 
-@pytest.mark.parametrize("name", ["tinynet_b", "tinynet_e"])
+@pytest.mark.parametrize("name", ["tinynet_b"])
 def test_timm_checkpoint_gives_identical_logits(name, tmp_path):
     torch.manual_seed(0)
     reference = timm.create_model(name).eval()

@@ -20,16 +20,17 @@ OFFICIAL_PARAMS = {"tnt_s_patch16_224": 23_843_848, "tnt_b_patch16_224": 65_554_
 
 @pytest.fixture(scope="module")
 def timm_tnt_s(tmp_path_factory):
-    """A timm ``tnt_s_patch16_224`` with non-trivial LayerNorms, and its checkpoint (timm's keys)."""
+    """A timm ``tnt_s_patch16_224`` with non-trivial LayerNorms, its checkpoint (timm's keys), and
+    ours loaded from that checkpoint."""
     torch.manual_seed(0)
-    model = timm.create_model("tnt_s_patch16_224").eval()
-    for m in model.modules():
+    reference = timm.create_model("tnt_s_patch16_224").eval()
+    for m in reference.modules():
         if isinstance(m, torch.nn.LayerNorm):  # identity LayerNorms would hide swapped norms
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
     path = tmp_path_factory.mktemp("timm") / "tnt_s.pth"
-    torch.save(model.state_dict(), path)
-    return model, path
+    torch.save(reference.state_dict(), path)
+    return reference, path, ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path).eval()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -73,8 +74,7 @@ def test_eval_cfg_and_release(name):
 
 
 def test_timm_checkpoint_gives_identical_logits(timm_tnt_s):
-    reference, path = timm_tnt_s
-    model = ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path).eval()
+    reference, _, model = timm_tnt_s
     assert not model.outer_tokens.any()  # restored as the official zeros
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -85,11 +85,10 @@ def test_timm_checkpoint_gives_identical_logits(timm_tnt_s):
 def test_other_resolutions_at_load_and_forward_time(size, timm_tnt_s):
     """A 224 checkpoint in a model built at ``size`` equals timm's resized model (the reference for
     the resampling), and equals the 224 model fed ``size`` images (forward-time resampling)."""
-    reference_224, path = timm_tnt_s
+    reference_224, path, model_224 = timm_tnt_s
     reference = timm.create_model("tnt_s_patch16_224", img_size=size).eval()
     reference.load_state_dict(timm_tnt_filter(dict(reference_224.state_dict()), reference))
     model = ghostzoo.create_model("tnt_s_patch16_224", img_size=size, checkpoint_path=path).eval()
-    model_224 = ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path).eval()
     assert model.outer_pos.shape == (1, (size // 16) ** 2 + 1, 384)
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
@@ -98,8 +97,8 @@ def test_other_resolutions_at_load_and_forward_time(size, timm_tnt_s):
         torch.testing.assert_close(model_224(x), y, rtol=1e-5, atol=1e-5)
 
 
-def test_non_square_input_and_batch_1_equals_batch_row():
-    model = ghostzoo.create_model("tnt_s_patch16_224").eval()
+def test_non_square_input_and_batch_1_equals_batch_row(timm_tnt_s):
+    model = timm_tnt_s[2]
     x = torch.randn(2, 3, 128, 192)
     with torch.no_grad():
         full = model(x)
@@ -111,10 +110,10 @@ def test_non_square_input_and_batch_1_equals_batch_row():
 def test_forward_features_head_pre_logits_and_reset_classifier():
     model = ghostzoo.create_model("tnt_s_patch16_224", num_classes=10, drop_rate=0.1).eval()
     assert model.head.out_features == 10 and model.drop_rate == 0.1
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.randn(2, 3, 128, 112)
     with torch.no_grad():
         tokens = model.forward_features(x)
-        assert tokens.shape == (2, 197, 384)
+        assert tokens.shape == (2, 1 + 8 * 7, 384)
         pre = model.forward_head(tokens, pre_logits=True)
         torch.testing.assert_close(pre, tokens[:, 0])
         torch.testing.assert_close(model.head(pre), model(x))
@@ -122,18 +121,17 @@ def test_forward_features_head_pre_logits_and_reset_classifier():
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 384)
 
 
-def test_features_only_gives_patch_maps(tmp_path):
-    model = ghostzoo.create_model("tnt_s_patch16_224").eval()
+def test_features_only_gives_patch_maps(timm_tnt_s):
+    _, path, model = timm_tnt_s
     assert [f["reduction"] for f in model.feature_info] == [16] * 12
-    torch.save(model.state_dict(), tmp_path / "w.pth")
-    backbone = ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=tmp_path / "w.pth",
-                                     features_only=True, out_indices=(3, 7, 11)).eval()
+    backbone = ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path, features_only=True,
+                                     out_indices=(3, 7, 11)).eval()
     assert backbone.feature_info == [model.feature_info[i] for i in (3, 7, 11)]
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(1, 3, 160, 128)
     with torch.no_grad():
         maps = backbone(x)
         tokens = model.forward_features(x)
-    assert [m.shape for m in maps] == [(1, 384, 14, 14)] * 3
+    assert [m.shape for m in maps] == [(1, 384, 10, 8)] * 3
     last = model.norm(maps[-1].flatten(2).transpose(1, 2))
     torch.testing.assert_close(last, tokens[:, 1:])
     shallow = ghostzoo.create_model("tnt_s_patch16_224", features_only=True, out_indices=(0,))

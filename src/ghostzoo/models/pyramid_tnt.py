@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, calculate_drop_path_rates, trunc_normal_
 from timm.models.vision_transformer import init_weights_vit_timm
 
-from ..layers import (patchify, resize_pos_embed, resize_rel_pos_bias, square_grid, tokens_to_map,
-                      unpatchify)
+from ..layers import (dot_product_attention, patchify, resize_pos_embed, resize_rel_pos_bias, square_grid,
+                      tokens_to_map, unpatchify)
 from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
 
@@ -93,7 +93,6 @@ class SRAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False, sr_ratio: int = 1) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
@@ -111,11 +110,7 @@ class SRAttention(nn.Module):
             x = self.norm(self.linear(self.pool(tokens_to_map(x, grid)).flatten(2).transpose(1, 2)))
         kv = self.kv(x).reshape(B, -1, 2, self.num_heads, C // self.num_heads)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-        # explicit matmuls (not SDPA) so that FLOP counters see the attention cost
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        if bias is not None:
-            attn = attn + bias
-        return self.proj((attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C))
+        return self.proj(dot_product_attention(q, k, v, bias).transpose(1, 2).reshape(B, N, C))
 
 
 class PyramidTNTBlock(nn.Module):

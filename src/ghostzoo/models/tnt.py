@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, calculate_drop_path_rates, trunc_normal_
 from timm.models.vision_transformer import init_weights_vit_timm
 
-from ..layers import patchify, resize_pos_embed, square_grid, tokens_to_map
+from ..layers import dot_product_attention, patchify, resize_pos_embed, square_grid, tokens_to_map
 from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
 
@@ -40,7 +40,6 @@ class QKVAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
         self.qk = nn.Linear(dim, dim * 2, bias=qkv_bias)
         self.v = nn.Linear(dim, dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
@@ -49,9 +48,7 @@ class QKVAttention(nn.Module):
         B, N, C = x.shape
         q, k = self.qk(x).reshape(B, N, 2, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         v = self.v(x).reshape(B, N, self.num_heads, -1).transpose(1, 2)
-        # explicit matmuls (not SDPA) so that FLOP counters see the attention cost
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+        return self.proj(dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, C))
 
 
 class TNTBlock(nn.Module):
