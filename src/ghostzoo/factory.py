@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 import torch.nn as nn
 
 from .checkpoints import apply_checkpoint, pretrained_source, read_checkpoint
-from .models import FeatureListNet
+from .models import create_feature_net
 from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg
 
 
@@ -77,6 +77,6 @@ def create_model(
     if ckpt is not None:
         apply_checkpoint(model, ckpt, cfg, entry.checkpoint_filter)
     if features_only:
-        model = FeatureListNet(model, out_indices)
+        model = create_feature_net(model, out_indices)
         model.pretrained_cfg = cfg
     return model

@@ -1,6 +1,10 @@
 """One module per family; importing them registers their models."""
 
+from . import augvit  # noqa: F401
 from . import ghostnet  # noqa: F401
-from ._features import FeatureListNet
+from . import pyramid_tnt  # noqa: F401
+from . import tinynet  # noqa: F401
+from . import tnt  # noqa: F401
+from ._features import FeatureListNet, FeatureMapsNet, create_feature_net
 
-__all__ = ["FeatureListNet"]
+__all__ = ["FeatureListNet", "FeatureMapsNet", "create_feature_net"]

@@ -1,8 +1,12 @@
-"""``features_only`` for models whose ``forward_features`` is a chain of their child modules.
+"""``features_only``: a module that returns the feature maps listed in a model's ``feature_info``.
 
-A model lists its taps in ``feature_info`` (``num_chs``, ``reduction``, ``module``); the wrapper
-runs the chain up to the deepest requested tap and returns the maps at the requested ones, and
-replaces everything after that tap (late blocks, head) by ``nn.Identity`` so it costs nothing.
+For models whose ``forward_features`` is a chain of their child modules, :class:`FeatureListNet`
+does it without help: a model lists its taps in ``feature_info`` (``num_chs``, ``reduction``,
+``module``); the wrapper runs the chain up to the deepest requested tap and returns the maps at the
+requested ones, and replaces everything after that tap (late blocks, head) by ``nn.Identity`` so
+it costs nothing. Models whose blocks pass more than one tensor along (TNT's words and sentences)
+cannot be a chain; they implement ``forward_feature_maps`` / ``prune_feature_maps`` and get
+:class:`FeatureMapsNet` (:func:`create_feature_net` picks the right one).
 """
 
 from __future__ import annotations
@@ -67,3 +71,30 @@ class FeatureListNet(nn.Module):
             if is_tap:
                 outs.append(x)
         return outs
+
+
+class FeatureMapsNet(nn.Module):
+    """``features_only`` for a model that computes its own feature maps.
+
+    The model provides ``forward_feature_maps(x, indices)``, returning the maps of the
+    ``feature_info`` levels in ``indices`` (increasing), and ``prune_feature_maps(last)``, which
+    drops what the level ``last`` does not need.
+    """
+
+    def __init__(self, model: nn.Module, out_indices: Optional[Sequence[int]] = None) -> None:
+        super().__init__()
+        info: List[Dict] = list(model.feature_info)
+        self.out_indices = resolve_out_indices(len(info), out_indices)
+        model.prune_feature_maps(self.out_indices[-1])
+        self.model = model
+        self.feature_info = [dict(info[i]) for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        return self.model.forward_feature_maps(x, self.out_indices)
+
+
+def create_feature_net(model: nn.Module, out_indices: Optional[Sequence[int]] = None) -> nn.Module:
+    """The ``features_only`` module of ``model``: its own feature maps if it computes them, else the chain."""
+    if hasattr(model, "forward_feature_maps"):
+        return FeatureMapsNet(model, out_indices)
+    return FeatureListNet(model, out_indices)
