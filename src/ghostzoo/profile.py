@@ -2,8 +2,8 @@
 
 MACs come from ``torch.utils.flop_counter`` (maintained with PyTorch), which counts the FLOPs of
 convolutions and matrix products, 2 per multiply-accumulate. We add fvcore's convention for
-BatchNorm (2 per element in eval: scale and shift) and global average pooling (1 per input
-element), so the totals equal the fvcore counts recorded with the official models in the golden
+BatchNorm (2 per element in eval: scale and shift), GroupNorm (5 per element) and global average
+pooling (1 per input element), so the totals equal the fvcore counts recorded with the official models in the golden
 files and used by timm and the papers' code; ``conv_linear_macs`` keeps the bare convolution and
 matrix count, which is what the papers' FLOP tables report. Activations and adds are not counted.
 """
@@ -53,6 +53,10 @@ def _batch_norm_flops(input_shape, *args, **kwargs) -> int:
     return 2 * 2 * _shape_numel(input_shape)  # 2 MACs/element, as FLOPs
 
 
+def _group_norm_flops(input_shape, *args, **kwargs) -> int:
+    return 2 * 5 * _shape_numel(input_shape)  # fvcore's estimate for an affine norm: 5 MACs/element
+
+
 def _mean_flops(input_shape, *args, **kwargs) -> int:
     return 2 * _shape_numel(input_shape)  # 1 MAC/element (the global average pool), as FLOPs
 
@@ -61,6 +65,7 @@ def _mean_flops(input_shape, *args, **kwargs) -> int:
 _FVCORE_EXTRAS = {
     torch.ops.aten.native_batch_norm: _batch_norm_flops,
     torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_flops,
+    torch.ops.aten.native_group_norm: _group_norm_flops,
     torch.ops.aten.mean: _mean_flops,
 }
 
