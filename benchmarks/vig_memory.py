@@ -131,7 +131,8 @@ def _write(rows: List[Dict], args: argparse.Namespace) -> None:
         "Times: best and median over all forward passes; the machine was shared with other jobs, so the "
         "best time is the fairer comparison.",
         "",
-        "| implementation | RSS before forward (MiB) | peak RSS (MiB) | forward peak increase (MiB) | best forward (s) | median forward (s) |",
+        "| implementation | RSS before forward (MiB) | peak RSS (MiB) | forward peak increase (MiB) "
+        "| best forward (s) | median forward (s) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -2,10 +2,11 @@
 
 MACs come from ``torch.utils.flop_counter`` (maintained with PyTorch), which counts the FLOPs of
 convolutions and matrix products, 2 per multiply-accumulate. We add fvcore's convention for
-BatchNorm (2 per element in eval: scale and shift), GroupNorm (5 per element) and global average
-pooling (1 per input element), so the totals equal the fvcore counts recorded with the official models in the golden
-files and used by timm and the papers' code; ``conv_linear_macs`` keeps the bare convolution and
-matrix count, which is what the papers' FLOP tables report. Activations and adds are not counted.
+BatchNorm (2 per element in eval: scale and shift), GroupNorm (5 per element, 4 without affine)
+and global average pooling (1 per input element), so the totals equal the fvcore counts recorded
+with the official models in the golden files and used by timm and the papers' code;
+``conv_linear_macs`` keeps the bare convolution and matrix count, which is what the papers' FLOP
+tables report. Activations and adds are not counted.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def _batch_norm_flops(input_shape, *args, **kwargs) -> int:
     return 2 * 2 * _shape_numel(input_shape)  # 2 MACs/element, as FLOPs
 
 
-def _group_norm_flops(input_shape, *args, **kwargs) -> int:
-    return 2 * 5 * _shape_numel(input_shape)  # fvcore's estimate for an affine norm: 5 MACs/element
+def _group_norm_flops(input_shape, weight_shape=None, *args, **kwargs) -> int:
+    per_element = 5 if weight_shape is not None else 4  # fvcore's estimate for a norm, in MACs
+    return 2 * per_element * _shape_numel(input_shape)
 
 
 def _mean_flops(input_shape, *args, **kwargs) -> int:

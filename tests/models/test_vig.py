@@ -141,13 +141,14 @@ class _LargeTensorWatch(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        self.alive = [r for r in self.alive if r() is not None]
-        ptrs = {r().untyped_storage().data_ptr() for r in self.alive}
+        live = [t for t in (r() for r in self.alive) if t is not None]
+        ptrs = {t.untyped_storage().data_ptr() for t in live}  # in-place results are not new tensors
         for t in outs:
             if isinstance(t, torch.Tensor) and t.numel() >= self.numel and t.untyped_storage().data_ptr() not in ptrs:
-                self.alive.append(weakref.ref(t))
+                live.append(t)
                 ptrs.add(t.untyped_storage().data_ptr())
-        self.max_alive = max(self.max_alive, len(self.alive))
+        self.alive = [weakref.ref(t) for t in live]
+        self.max_alive = max(self.max_alive, len(live))
         return out
 
 

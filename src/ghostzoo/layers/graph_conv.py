@@ -24,10 +24,13 @@ def max_over_neighbours(y: torch.Tensor, neighbours: torch.Tensor) -> torch.Tens
     batch, chs, num_nodes = y.shape
     rows = y.transpose(1, 2).reshape(batch * num_nodes, chs)
     offsets = torch.arange(batch, device=y.device).view(batch, 1) * num_nodes
-    out = None
-    for j in range(neighbours.shape[-1]):
-        picked = rows.index_select(0, (neighbours[:, :, j] + offsets).reshape(-1))
-        out = picked if out is None else torch.maximum(out, picked)
+
+    def rank(j: int) -> torch.Tensor:  # the j-th neighbour of every node, [B * N, C]
+        return rows.index_select(0, (neighbours[:, :, j] + offsets).reshape(-1))
+
+    out = rank(0)
+    for j in range(1, neighbours.shape[-1]):
+        out = torch.maximum(out, rank(j))
     return out.view(batch, -1, chs).transpose(1, 2)
 
 

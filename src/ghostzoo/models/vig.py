@@ -218,7 +218,8 @@ class VisionGNN(nn.Module):
                 ))
                 idx += 1
                 if not pyramid or j == depth - 1:
-                    self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=f"backbone.{len(blocks) - 1}"))
+                    tap = f"backbone.{len(blocks) - 1}"
+                    self.feature_info.append(dict(num_chs=chs, reduction=reduction, module=tap))
         self.backbone = nn.Sequential(*blocks)
 
         self.prediction = nn.Sequential(
