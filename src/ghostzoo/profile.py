@@ -2,10 +2,11 @@
 
 MACs come from ``torch.utils.flop_counter`` (maintained with PyTorch), which counts the FLOPs of
 convolutions and matrix products, 2 per multiply-accumulate. We add fvcore's convention for
-BatchNorm (2 per element in eval: scale and shift) and global average pooling (1 per input
-element), so the totals equal the fvcore counts recorded with the official models in the golden
-files and used by timm and the papers' code; ``conv_linear_macs`` keeps the bare convolution and
-matrix count, which is what the papers' FLOP tables report. Activations and adds are not counted.
+BatchNorm (2 per element in eval: scale and shift), GroupNorm (5 per element, 4 without affine)
+and global average pooling (1 per input element), so the totals equal the fvcore counts recorded
+with the official models in the golden files and used by timm and the papers' code;
+``conv_linear_macs`` keeps the bare convolution and matrix count, which is what the papers' FLOP
+tables report. Activations and adds are not counted.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def _batch_norm_flops(input_shape, *args, **kwargs) -> int:
     return 2 * 2 * _shape_numel(input_shape)  # 2 MACs/element, as FLOPs
 
 
+def _group_norm_flops(input_shape, weight_shape=None, *args, **kwargs) -> int:
+    per_element = 5 if weight_shape is not None else 4  # fvcore's estimate for a norm, in MACs
+    return 2 * per_element * _shape_numel(input_shape)
+
+
 def _mean_flops(input_shape, *args, **kwargs) -> int:
     return 2 * _shape_numel(input_shape)  # 1 MAC/element (the global average pool), as FLOPs
 
@@ -61,6 +67,7 @@ def _mean_flops(input_shape, *args, **kwargs) -> int:
 _FVCORE_EXTRAS = {
     torch.ops.aten.native_batch_norm: _batch_norm_flops,
     torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_flops,
+    torch.ops.aten.native_group_norm: _group_norm_flops,
     torch.ops.aten.mean: _mean_flops,
 }
 

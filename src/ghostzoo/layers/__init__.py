@@ -12,10 +12,16 @@ from .conv_bn_act import ConvBnAct
 from .ghost import GhostModule
 from .patches import patchify, tokens_to_map, unpatchify
 from .pos_embed import resize_pos_embed, resize_rel_pos_bias, square_grid
+from .graph_conv import DynamicGraphConv2d, MaxRelativeConv2d, max_over_neighbours
+from .knn_graph import knn_graph
+from .lego_conv import LegoConv2d
 from .squeeze_excite import SqueezeExcite
+from .vconv import VConv2d
+from .vgg import vgg_features
 
 __all__ = [
-    "BlockCirculantLinear", "ConvBnAct", "GhostModule", "SqueezeExcite", "dot_product_attention",
-    "make_divisible", "patchify", "resize_pos_embed", "resize_rel_pos_bias", "square_grid",
-    "tokens_to_map", "unpatchify",
+    "BlockCirculantLinear", "ConvBnAct", "DynamicGraphConv2d", "GhostModule", "LegoConv2d", "MaxRelativeConv2d",
+    "SqueezeExcite", "VConv2d", "dot_product_attention", "knn_graph", "make_divisible", "max_over_neighbours",
+    "patchify", "resize_pos_embed", "resize_rel_pos_bias", "square_grid", "tokens_to_map", "unpatchify",
+    "vgg_features",
 ]

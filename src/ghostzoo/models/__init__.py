@@ -5,6 +5,10 @@ from . import ghostnet  # noqa: F401
 from . import pyramid_tnt  # noqa: F401
 from . import tinynet  # noqa: F401
 from . import tnt  # noqa: F401
+from . import legonet  # noqa: F401
+from . import versatile  # noqa: F401
+from . import vig  # noqa: F401
+from . import wavemlp  # noqa: F401
 from ._features import FeatureListNet, FeatureMapsNet, create_feature_net
 
 __all__ = ["FeatureListNet", "FeatureMapsNet", "create_feature_net"]

@@ -7,11 +7,15 @@ requested ones, and replaces everything after that tap (late blocks, head) by ``
 it costs nothing. Models whose blocks pass more than one tensor along (TNT's words and sentences)
 cannot be a chain; they implement ``forward_feature_maps`` / ``prune_feature_maps`` and get
 :class:`FeatureMapsNet` (:func:`create_feature_net` picks the right one).
+
+A chain model whose ``forward_features`` has a step that is not a child module (ViG adds its
+position embedding, a parameter, after the stem) lists its chain itself in ``feature_chain``: names of
+submodules or of its own methods, in order.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -44,6 +48,14 @@ def resolve_out_indices(num_features: int, out_indices: Optional[Sequence[int]])
     return resolved
 
 
+def _chain_step(model: nn.Module, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The submodule, or bound method, called ``name`` (dotted) in ``model``."""
+    step = model
+    for part in name.split("."):
+        step = getattr(step, part)
+    return step
+
+
 class FeatureListNet(nn.Module):
     """Wraps a classification model and returns a list of feature maps instead of logits."""
 
@@ -52,14 +64,15 @@ class FeatureListNet(nn.Module):
         info: List[Dict] = list(model.feature_info)
         self.out_indices = resolve_out_indices(len(info), out_indices)
         taps = {info[i]["module"]: i for i in self.out_indices}
-        chain = list(chain_modules(model))
-        names = [n for n, _ in chain]
+        custom_chain = getattr(model, "feature_chain", None)
+        names = list(custom_chain) if custom_chain is not None else [n for n, _ in chain_modules(model)]
         missing = [t for t in taps if t not in names]
         if missing:
             raise GhostzooError(f"{type(model).__name__} has no module {missing[0]!r} to tap")
         last = max(names.index(t) for t in taps)
         for name in names[last + 1:]:
-            model.set_submodule(name, nn.Identity())
+            if isinstance(_chain_step(model, name), nn.Module):
+                model.set_submodule(name, nn.Identity())
         self.model = model
         self._steps = [(name, name in taps) for name in names[:last + 1]]
         self.feature_info = [dict(info[i]) for i in self.out_indices]
@@ -67,7 +80,7 @@ class FeatureListNet(nn.Module):
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         outs = []
         for name, is_tap in self._steps:
-            x = self.model.get_submodule(name)(x)
+            x = _chain_step(self.model, name)(x)
             if is_tap:
                 outs.append(x)
         return outs
