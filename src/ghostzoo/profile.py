@@ -2,9 +2,11 @@
 
 MACs come from ``torch.utils.flop_counter`` (maintained with PyTorch), which counts the FLOPs of
 convolutions and matrix products, 2 per multiply-accumulate. We add fvcore's convention for
-BatchNorm (2 per element in eval: scale and shift), GroupNorm (5 per element, 4 without affine)
-and global average pooling (1 per input element), so the totals equal the fvcore counts recorded
-with the official models in the golden files and used by timm and the papers' code;
+BatchNorm (2 per element in eval: scale and shift), LayerNorm and GroupNorm (5 per element, 4
+without affine), fused attention on CPU (its two matrix products) and adaptive average pooling (1 per input
+element, module or functional; a bare ``x.mean`` is not counted, as fvcore does not, and neither is
+a pool whose output equals its input), so the totals
+equal the fvcore counts recorded with the official models in the golden files;
 ``conv_linear_macs`` keeps the bare convolution and matrix count, which is what the papers' FLOP
 tables report. Activations and adds are not counted.
 """
@@ -16,7 +18,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .models._features import chain_modules
 
@@ -54,13 +58,20 @@ def _batch_norm_flops(input_shape, *args, **kwargs) -> int:
     return 2 * 2 * _shape_numel(input_shape)  # 2 MACs/element, as FLOPs
 
 
+def _norm_flops(input_shape, has_affine: bool) -> int:
+    return 2 * (5 if has_affine else 4) * _shape_numel(input_shape)  # fvcore's estimate, as FLOPs
+
+
 def _group_norm_flops(input_shape, weight_shape=None, *args, **kwargs) -> int:
-    per_element = 5 if weight_shape is not None else 4  # fvcore's estimate for a norm, in MACs
-    return 2 * per_element * _shape_numel(input_shape)
+    return _norm_flops(input_shape, weight_shape is not None)
 
 
-def _mean_flops(input_shape, *args, **kwargs) -> int:
-    return 2 * _shape_numel(input_shape)  # 1 MAC/element (the global average pool), as FLOPs
+def _layer_norm_flops(input_shape, normalized_shape=None, weight_shape=None, *args, **kwargs) -> int:
+    return _norm_flops(input_shape, weight_shape is not None)
+
+
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 # flop_counter looks formulas up by operator packet.
@@ -68,8 +79,48 @@ _FVCORE_EXTRAS = {
     torch.ops.aten.native_batch_norm: _batch_norm_flops,
     torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_flops,
     torch.ops.aten.native_group_norm: _group_norm_flops,
-    torch.ops.aten.mean: _mean_flops,
+    torch.ops.aten.native_layer_norm: _layer_norm_flops,
 }
+_MATMUL_LIKE = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+
+
+class _PoolCounter(TorchFunctionMode):
+    """Counts adaptive average pooling per module.
+
+    Pooling has to be caught above the dispatcher: there a global pool and ``x.mean`` are the same
+    operator, while fvcore (and so the golden numbers) counts only the former.
+    """
+
+    POOLS = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.macs: Dict[str, int] = {}
+        self._stack: List[str] = []
+        names = {m: n for n, m in model.named_modules()}
+        self._hooks = []
+        for module, name in names.items():
+            self._hooks.append(module.register_forward_pre_hook(self._enter(name)))
+            self._hooks.append(module.register_forward_hook(self._leave))
+
+    def _enter(self, name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            self._stack.append(name)
+        return hook
+
+    def _leave(self, module: nn.Module, args: tuple, output) -> None:
+        self._stack.pop()  # returns None: a forward hook's return value would replace the output
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in self.POOLS and out.shape != args[0].shape:
+            name = self._stack[-1] if self._stack else ""
+            self.macs[name] = self.macs.get(name, 0) + args[0].numel()
+        return out
 
 
 def count_params(model: nn.Module) -> int:
@@ -96,15 +147,21 @@ def profile_model(model: nn.Module, input_size: Tuple[int, int, int] = (3, 224, 
     """Count params and batch-1 MACs of ``model`` at ``input_size``, per stage."""
     model = model.eval()
     x = torch.zeros(1, *input_size)
-    counter = FlopCounterMode(display=False, custom_mapping=_FVCORE_EXTRAS)
-    with counter, torch.no_grad():
-        model(x)
+    counter = FlopCounterMode(display=False, custom_mapping={**_FVCORE_EXTRAS, **_MATMUL_LIKE})
+    pools = _PoolCounter(model)
+    try:
+        with counter, pools, torch.no_grad():
+            model(x)
+    finally:
+        pools.remove()
+    pool_macs = pools.macs
     per_module = counter.get_flop_counts()
     conv_linear = sum(c for op, c in per_module.get("Global", {}).items() if op not in _FVCORE_EXTRAS)
     root = type(model).__name__
 
     def macs_of(name: str) -> int:
-        return int(sum(per_module.get(f"{root}.{name}", {}).values())) // 2
+        pooled = sum(v for k, v in pool_macs.items() if k == name or k.startswith(name + "."))
+        return int(sum(per_module.get(f"{root}.{name}", {}).values())) // 2 + pooled
 
     stages = []
     for label, names, info in _stage_groups(model):
@@ -116,5 +173,5 @@ def profile_model(model: nn.Module, input_size: Tuple[int, int, int] = (3, 224, 
             params=sum(count_params(model.get_submodule(n)) for n in names),
             macs=sum(macs_of(n) for n in names),
         ))
-    total = int(counter.get_total_flops()) // 2
+    total = int(counter.get_total_flops()) // 2 + sum(pool_macs.values())
     return ModelProfile(tuple(input_size), count_params(model), total, int(conv_linear) // 2, stages)

@@ -1,0 +1,29 @@
+"""Every registered model's size equals the official implementation's: params and MACs (fvcore's count)."""
+
+from __future__ import annotations
+
+import pytest
+
+import ghostzoo
+from ghostzoo.profile import profile_model
+
+from conftest import GOLDEN_DIR
+from golden import load_golden
+
+MODELS = [n for n in ghostzoo.list_models() if (GOLDEN_DIR / f"{n}.json").exists()]
+
+
+def test_every_model_has_a_golden_file():
+    missing = [n for n in ghostzoo.list_models() if n not in MODELS]
+    assert not missing, f"registered without a golden reference: {missing}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_params_and_macs_equal_the_official_model(name):
+    golden = load_golden(name)
+    model = ghostzoo.create_model(name, num_classes=golden["num_classes"])
+    prof = profile_model(model, tuple(golden["input"]["shape"][1:]))
+    assert prof.params == golden["params"]
+    assert prof.macs == golden["macs_batch1"]["value"]
+    assert sum(s.macs for s in prof.stages) == prof.macs
+    assert sum(s.params for s in prof.stages) == prof.params
