@@ -2,10 +2,11 @@
 
 MACs come from ``torch.utils.flop_counter`` (maintained with PyTorch), which counts the FLOPs of
 convolutions and matrix products, 2 per multiply-accumulate. We add fvcore's convention for
-BatchNorm (2 per element in eval: scale and shift) and global average pooling (1 per input
-element), so the totals equal the fvcore counts recorded with the official models in the golden
-files and used by timm and the papers' code; ``conv_linear_macs`` keeps the bare convolution and
-matrix count, which is what the papers' FLOP tables report. Activations and adds are not counted.
+BatchNorm (2 per element in eval: scale and shift), global average pooling (1 per input
+element) and nearest upsampling (1 per output element; GhostNetV2's DFC attention), so the totals
+equal the fvcore counts recorded with the official models in the golden files and used by timm
+and the papers' code; ``conv_linear_macs`` keeps the bare convolution and matrix count, which is
+what the papers' FLOP tables report. Activations and adds are not counted.
 """
 
 from __future__ import annotations
@@ -57,11 +58,18 @@ def _mean_flops(input_shape, *args, **kwargs) -> int:
     return 2 * _shape_numel(input_shape)  # 1 MAC/element (the global average pool), as FLOPs
 
 
-# flop_counter looks formulas up by operator packet.
+def _upsample_flops(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _shape_numel(out_shape)  # 1 MAC per output element (fvcore's upsample rule), as FLOPs
+
+
+# flop_counter looks formulas up by operator packet. Upsampling also needs its overload listed:
+# an operator whose overload is not registered is decomposed first, and its parts count nothing.
 _FVCORE_EXTRAS = {
     torch.ops.aten.native_batch_norm: _batch_norm_flops,
     torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_flops,
     torch.ops.aten.mean: _mean_flops,
+    torch.ops.aten.upsample_nearest2d: _upsample_flops,
+    torch.ops.aten.upsample_nearest2d.default: _upsample_flops,
 }
 
 

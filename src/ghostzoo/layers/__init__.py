@@ -9,13 +9,17 @@ from timm.layers import make_divisible
 from .attention import dot_product_attention
 from .circulant import BlockCirculantLinear
 from .conv_bn_act import ConvBnAct
+from .dfc_attention import DFCAttention
 from .ghost import GhostModule
 from .patches import patchify, tokens_to_map, unpatchify
 from .pos_embed import resize_pos_embed, resize_rel_pos_bias, square_grid
+from .rep_branches import ConvBn, add_rep_branches, fold_bn, fuse_rep_branches, rep_branches_forward
+from .rep_ghost import RepGhostModule
 from .squeeze_excite import SqueezeExcite
 
 __all__ = [
-    "BlockCirculantLinear", "ConvBnAct", "GhostModule", "SqueezeExcite", "dot_product_attention",
-    "make_divisible", "patchify", "resize_pos_embed", "resize_rel_pos_bias", "square_grid",
-    "tokens_to_map", "unpatchify",
+    "BlockCirculantLinear", "ConvBn", "ConvBnAct", "DFCAttention", "GhostModule", "RepGhostModule",
+    "SqueezeExcite", "add_rep_branches", "dot_product_attention", "fold_bn", "fuse_rep_branches",
+    "make_divisible", "patchify", "rep_branches_forward", "resize_pos_embed", "resize_rel_pos_bias",
+    "square_grid", "tokens_to_map", "unpatchify",
 ]
