@@ -138,6 +138,7 @@ def test_batch_size_1_keeps_its_shape_in_both_forms(golden_models):
 
 def test_reset_classifier_and_pre_logits():
     model = ghostzoo.create_model("ghostnetv3_050").eval()
+    assert model.drop_rate == 0.0  # the official forward applies no head dropout
     model.reset_classifier(5)
     x = torch.randn(1, 3, 64, 64)
     assert model(x).shape == (1, 5)

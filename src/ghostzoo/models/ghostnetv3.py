@@ -61,6 +61,7 @@ class GhostNetV3(GhostNet):
     """GhostNet with :class:`RepGhostBottleneck` blocks and a ``reparameterize()`` deploy switch."""
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("drop_rate", 0.0)  # the official forward has its head dropout commented out
         super().__init__(block=RepGhostBottleneck, attn_from=2, **kwargs)
 
     def reparameterize(self) -> None:
