@@ -33,7 +33,7 @@ def ckpt_050(tmp_path_factory):
 
 
 def test_list_table_and_json(capsys, tmp_path):
-    code, out, _ = run(capsys, "list", "ghostnet*", "--output", str(tmp_path / "list.json"))
+    code, out, _ = run(capsys, "list", "ghostnet_*", "--output", str(tmp_path / "list.json"))
     assert code == 0
     assert "ghostnet_100  5.18" in out and "73.98" in out and "in1k" in out
     rows = json.loads((tmp_path / "list.json").read_text())

@@ -1,6 +1,6 @@
 """ghostzoo: Huawei Noah's Ark efficient vision backbones behind one PyTorch API."""
 
-from . import data, models
+from . import data, deploy, models
 from .checkpoints import load_checkpoint, save_checkpoint
 from .errors import CheckpointError, GhostzooError, ImageError, UnknownModelError
 from .factory import create_model
@@ -15,5 +15,5 @@ __all__ = [
     "create_model", "list_models", "list_pretrained", "get_pretrained_cfg", "register_model",
     "PretrainedCfg", "Published", "load_checkpoint", "save_checkpoint", "Predictor", "topk_labels",
     "profile_model", "count_params", "GhostzooError", "UnknownModelError", "CheckpointError",
-    "ImageError", "data", "models", "__version__",
+    "ImageError", "data", "deploy", "models", "__version__",
 ]

@@ -186,6 +186,11 @@ def extract_state_dict(obj: Any, use_ema: Optional[bool] = None) -> Tuple[StateD
     return dict(obj[key]), key
 
 
+def has_ema(obj: Any) -> bool:
+    """Whether a loaded checkpoint holds EMA weights (beside or instead of the raw ones)."""
+    return isinstance(obj, Mapping) and any(_is_state_dict(obj.get(k)) for k in _EMA_KEYS)
+
+
 def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Drop profiler counters and the ``module.`` prefix that DataParallel/DDP saves add."""
     out = {k: v for k, v in state_dict.items() if not k.endswith(_THOP_SUFFIXES)}
@@ -273,13 +278,20 @@ class Checkpoint:
 
 
 def read_checkpoint(source: str | os.PathLike, use_ema: Optional[bool] = None,
-                    progress: bool = True) -> Checkpoint:
-    """Resolve, read and unwrap a checkpoint (any supported source and format)."""
+                    progress: bool = True, prefer_ema: Optional[bool] = None) -> Checkpoint:
+    """Resolve, read and unwrap a checkpoint (any supported source and format).
+
+    ``prefer_ema`` (a cfg's ``use_ema``) stands in for ``use_ema=None`` only in files that hold EMA
+    weights, so a bare state_dict (timm's, or a ghostzoo save) still loads where the cfg prefers
+    EMA weights; an explicit ``use_ema`` always wins.
+    """
     path = resolve_source(source, progress=progress)
     obj = read_file(path)
     meta: Dict[str, Any] = {}
     if isinstance(obj, Mapping) and obj.get("format") == GHOSTZOO_FORMAT:
         meta = {k: obj[k] for k in META_KEYS if obj.get(k) is not None}
+    if use_ema is None and has_ema(obj):
+        use_ema = prefer_ema
     state_dict, entry = extract_state_dict(obj, use_ema=use_ema)
     return Checkpoint(clean_state_dict(state_dict), path, entry, meta)
 
@@ -306,7 +318,8 @@ def load_checkpoint(
     progress: bool = True,
 ) -> str:
     """Load weights from ``source`` into ``model``; returns a short description of what was used."""
-    return apply_checkpoint(model, read_checkpoint(source, use_ema, progress), cfg, checkpoint_filter)
+    ckpt = read_checkpoint(source, use_ema, progress, prefer_ema=cfg.use_ema)
+    return apply_checkpoint(model, ckpt, cfg, checkpoint_filter)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str,

@@ -62,7 +62,7 @@ def create_model(
         pretrained_source(cfg) if pretrained else None)
     ckpt = None
     if source is not None:
-        ckpt = read_checkpoint(source, use_ema=cfg.use_ema if use_ema is None else use_ema, progress=progress)
+        ckpt = read_checkpoint(source, use_ema=use_ema, progress=progress, prefer_ema=cfg.use_ema)
         stored = ckpt.num_classes(cfg.classifier)
         if num_classes is None and stored:
             num_classes = stored

@@ -3,12 +3,12 @@
 MACs come from ``torch.utils.flop_counter`` (maintained with PyTorch), which counts the FLOPs of
 convolutions and matrix products, 2 per multiply-accumulate. We add fvcore's convention for
 BatchNorm (2 per element in eval: scale and shift), LayerNorm and GroupNorm (5 per element, 4
-without affine), fused attention on CPU (its two matrix products) and adaptive average pooling (1 per input
-element, module or functional; a bare ``x.mean`` is not counted, as fvcore does not, and neither is
-a pool whose output equals its input), so the totals
-equal the fvcore counts recorded with the official models in the golden files;
-``conv_linear_macs`` keeps the bare convolution and matrix count, which is what the papers' FLOP
-tables report. Activations and adds are not counted.
+without affine), fused attention on CPU (its two matrix products), nearest upsampling (1 per output
+element; GhostNetV2's DFC attention) and adaptive average pooling (1 per input element, module or
+functional; a bare ``x.mean`` is not counted, as fvcore does not, and neither is a pool whose
+output equals its input), so the totals equal the fvcore counts recorded with the official models
+in the golden files; ``conv_linear_macs`` keeps the bare convolution and matrix count, which is what
+the papers' FLOP tables report. Activations and adds are not counted.
 """
 
 from __future__ import annotations
@@ -74,12 +74,19 @@ def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-# flop_counter looks formulas up by operator packet.
+def _upsample_flops(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _shape_numel(out_shape)  # 1 MAC per output element (fvcore's upsample rule), as FLOPs
+
+
+# flop_counter looks formulas up by operator packet. Upsampling also needs its overload listed:
+# an operator whose overload is not registered is decomposed first, and its parts count nothing.
 _FVCORE_EXTRAS = {
     torch.ops.aten.native_batch_norm: _batch_norm_flops,
     torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_flops,
     torch.ops.aten.native_group_norm: _group_norm_flops,
     torch.ops.aten.native_layer_norm: _layer_norm_flops,
+    torch.ops.aten.upsample_nearest2d: _upsample_flops,
+    torch.ops.aten.upsample_nearest2d.default: _upsample_flops,
 }
 _MATMUL_LIKE = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
 

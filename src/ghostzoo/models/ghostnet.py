@@ -10,7 +10,7 @@ A MobileNetV3-like network whose bottlenecks use Ghost modules (``layers.GhostMo
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,17 +43,24 @@ def _dw_bn(chs: int, kernel_size: int, stride: int) -> Tuple[nn.Conv2d, nn.Batch
 
 
 class GhostBottleneck(nn.Module):
-    """Ghost module (expand) -> [depthwise stride] -> [SE] -> Ghost module (project) + shortcut."""
+    """Ghost module (expand) -> [depthwise stride] -> [SE] -> Ghost module (project) + shortcut.
+
+    GhostNetV2 and V3 reuse this block: ``attn=True`` gives the expanding Ghost module DFC
+    attention (V2), and a subclass may change ``ghost_layer`` and the strided depthwise step
+    (``_init_dw`` / ``_dw``), as GhostNetV3's re-parameterizable block does.
+    """
+
+    ghost_layer: Callable[..., nn.Module] = GhostModule
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int, dw_kernel_size: int = 3,
-                 stride: int = 1, se_ratio: float = 0.0) -> None:
+                 stride: int = 1, se_ratio: float = 0.0, attn: bool = False) -> None:
         super().__init__()
         self.stride = stride
-        self.ghost1 = GhostModule(in_chs, mid_chs, act_layer=nn.ReLU)
+        self.ghost1 = self.ghost_layer(in_chs, mid_chs, act_layer=nn.ReLU, attn=attn)
         if stride > 1:
-            self.conv_dw, self.bn_dw = _dw_bn(mid_chs, dw_kernel_size, stride)
+            self._init_dw(mid_chs, dw_kernel_size, stride)
         self.se = SqueezeExcite(mid_chs, se_ratio) if se_ratio else None
-        self.ghost2 = GhostModule(mid_chs, out_chs, act_layer=None)
+        self.ghost2 = self.ghost_layer(mid_chs, out_chs, act_layer=None)
         if in_chs == out_chs and stride == 1:
             self.shortcut = nn.Sequential()
         else:
@@ -63,11 +70,17 @@ class GhostBottleneck(nn.Module):
                 nn.BatchNorm2d(out_chs),
             )
 
+    def _init_dw(self, chs: int, kernel_size: int, stride: int) -> None:
+        self.conv_dw, self.bn_dw = _dw_bn(chs, kernel_size, stride)
+
+    def _dw(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn_dw(self.conv_dw(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.shortcut(x)
         x = self.ghost1(x)
         if self.stride > 1:
-            x = self.bn_dw(self.conv_dw(x))
+            x = self._dw(x)
         if self.se is not None:
             x = self.se(x)
         return self.ghost2(x) + shortcut
@@ -78,12 +91,14 @@ class GhostNet(nn.Module):
 
     The head is the official one: global pool, 1x1 conv to 1280 with bias and ReLU, dropout,
     linear. ``feature_info`` taps the last block at each stride (2, 4, 8, 16, 32): those are the
-    maps a detection or segmentation neck wants.
+    maps a detection or segmentation neck wants. ``attn_from``: index (over all blocks) of the
+    first block with DFC attention, 2 for GhostNetV2/V3, None for GhostNet v1.
     """
 
     def __init__(self, cfgs: Sequence[Sequence[BlockCfg]] = GHOSTNET_CFG, num_classes: int = 1000,
                  width: float = 1.0, in_chans: int = 3, drop_rate: float = 0.2,
-                 block: Callable[..., nn.Module] = GhostBottleneck, head_chs: int = 1280) -> None:
+                 block: Callable[..., nn.Module] = GhostBottleneck, head_chs: int = 1280,
+                 attn_from: Optional[int] = None) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -94,13 +109,16 @@ class GhostNet(nn.Module):
 
         stages, reductions, channels = [], [], []
         prev_chs, reduction = stem_chs, 2
+        layer_idx = 0
         for stage_cfg in cfgs:
             layers = []
             for k, exp_size, c, se_ratio, s in stage_cfg:
                 out_chs = make_divisible(c * width, 4)
+                attn = attn_from is not None and layer_idx >= attn_from
                 layers.append(block(prev_chs, make_divisible(exp_size * width, 4), out_chs, k, s,
-                                    se_ratio=se_ratio))
+                                    se_ratio=se_ratio, attn=attn))
                 prev_chs, reduction = out_chs, reduction * s
+                layer_idx += 1
             stages.append(nn.Sequential(*layers))
             reductions.append(reduction)
             channels.append(prev_chs)
