@@ -7,10 +7,10 @@ what each loop does by default: ghostzoo trains in channels-last memory format, 
 PyTorch's default NCHW layout, as timm's own train.py does unless told otherwise. Each run is a
 separate process, one after the other, so they do not compete for the CPU.
 
-    python benchmarks/train_imagenette.py --data ../shared/data/imagenette-160 --epochs 5
+    python benchmarks/train_imagenette.py --data ../shared/data/imagenette-160 --epochs 5 --seeds 0 1
 
 writes docs/results/train_imagenette.{md,csv,png} and keeps the ghostzoo run's checkpoint in
---run-dir (it is the source of the packaged ``ghostnet_100.imagenette`` weights).
+--run-dir_seed<N> (seed 0 is the source of the packaged ``ghostnet_100.imagenette`` weights).
 """
 
 from __future__ import annotations
@@ -82,17 +82,42 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(history))
 
 
+def run_pair(args: argparse.Namespace, seed: int) -> list:
+    """Train both loops with ``seed`` (unless their results already exist); per-epoch rows."""
+    run_dir = Path(f"{args.run_dir}_seed{seed}")
+    timm_result = run_dir.parent / f"{run_dir.name}_timm.json"
+    common = ["--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
+              "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--workers", str(args.workers),
+              "--seed", str(seed)]
+    if not (run_dir / "summary.json").is_file():
+        subprocess.run([sys.executable, "-m", "ghostzoo", "train", "ghostnet_100", "--data", args.data,
+                        "--recipe", "ghostnet", "--output-dir", str(run_dir), *common], check=True)
+    if not timm_result.is_file():
+        subprocess.run([sys.executable, __file__, "--worker", "timm", "--data", args.data, "--result",
+                        str(timm_result), *common], check=True)
+    ours = json.loads((run_dir / "summary.json").read_text())["history"]
+    theirs = json.loads(timm_result.read_text())
+    if len(ours) != args.epochs or len(theirs) != args.epochs:
+        raise SystemExit(f"{run_dir}: results are for another number of epochs; remove them to re-run")
+    return [{"epoch": a["epoch"], "ghostzoo_top1": a["top1"], "timm_top1": b["top1"],
+             "ghostzoo_img_per_s": a["train_images_per_s"], "timm_img_per_s": b["train_images_per_s"]}
+            for a, b in zip(ours, theirs)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "imagenette-160"))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-dir", default="runs/imagenette_ghostnet_100")
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="one pair of runs per seed; the bars are judged on the mean")
+    parser.add_argument("--run-dir", default="runs/imagenette_ghostnet_100",
+                        help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not re-run")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     parser.add_argument("--worker", choices=["timm"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -106,36 +131,30 @@ def main() -> None:
     from ghostzoo._io import write_text_atomic
 
     out = Path(args.out)
-    run_dir = Path(args.run_dir)
-    common = ["--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
-              "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--workers", str(args.workers),
-              "--seed", str(args.seed)]
-    ghostzoo_cmd = [sys.executable, "-m", "ghostzoo", "train", "ghostnet_100", "--data", args.data,
-                    "--recipe", "ghostnet", "--output-dir", str(run_dir), *common]
-    timm_result = run_dir.parent / f"{run_dir.name}_timm.json"
-    timm_cmd = [sys.executable, __file__, "--worker", "timm", "--data", args.data, "--result", str(timm_result),
-                *common]
-    for cmd in (ghostzoo_cmd, timm_cmd):
-        print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-
-    ours = json.loads((run_dir / "summary.json").read_text())["history"]
-    theirs = json.loads(timm_result.read_text())
-    rows = [{"epoch": a["epoch"], "ghostzoo_top1": a["top1"], "timm_top1": b["top1"],
-             "ghostzoo_img_per_s": a["train_images_per_s"], "timm_img_per_s": b["train_images_per_s"]}
-            for a, b in zip(ours, theirs)]
-    columns = ["epoch", "ghostzoo_top1", "timm_top1", "ghostzoo_img_per_s", "timm_img_per_s"]
+    per_seed = {seed: run_pair(args, seed) for seed in args.seeds}
+    rows = [{"seed": seed, **row} for seed, seed_rows in per_seed.items() for row in seed_rows]
+    columns = ["seed", "epoch", "ghostzoo_top1", "timm_top1", "ghostzoo_img_per_s", "timm_img_per_s"]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "train_imagenette.csv", rows, columns)
-    speedup = (sum(r["ghostzoo_img_per_s"] for r in rows) / sum(r["timm_img_per_s"] for r in rows))
+    finals = [seed_rows[-1] for seed_rows in per_seed.values()]
+    mean = lambda key: sum(r[key] for r in finals) / len(finals)  # noqa: E731
+    speed = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    n_val = sum(1 for f in (Path(args.data) / "val").rglob("*") if f.is_file())
     text = (f"# ghostnet_100 on Imagenette-160: ghostzoo train vs a plain timm loop\n\n"
             f"Generated by `python benchmarks/train_imagenette.py --epochs {args.epochs} --img-size {args.img_size} "
-            f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers}` on this project's CPU machine "
-            f"(2 cores), runs one after the other. Top-1 on the 3,925 val images; img/s = training images per "
-            f"second over the epoch (data loading included).\n\n"
+            f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers} --seeds "
+            f"{' '.join(map(str, args.seeds))}` on this project's CPU machine (2 cores), one run after the other, "
+            f"one pair per seed. Same data, epochs, seed, hyper-parameters (the GhostNet recipe) and augmentation; "
+            f"ghostzoo trains channels-last, the plain loop in PyTorch's default NCHW. Top-1 on the {n_val:,} val "
+            f"images; img/s = training images per second over the epoch (data loading included).\n\n"
             + markdown_table(rows, columns)
-            + f"\nFinal top-1: ghostzoo {rows[-1]['ghostzoo_top1']:.2f}, timm loop {rows[-1]['timm_top1']:.2f}. "
-            f"Training throughput ratio ghostzoo / timm loop: {speedup:.2f}x (channels-last vs NCHW).\n")
+            + "\n| after the last epoch, mean over seeds | ghostzoo | plain timm loop |\n|---|---|---|\n"
+            f"| top-1 (%) | {mean('ghostzoo_top1'):.2f} | {mean('timm_top1'):.2f} |\n"
+            f"| training images/s (all epochs) | {speed('ghostzoo_img_per_s'):.1f} | {speed('timm_img_per_s'):.1f} |\n"
+            f"\nThroughput ratio ghostzoo / timm loop: {speed('ghostzoo_img_per_s') / speed('timm_img_per_s'):.2f}x. "
+            f"Top-1 difference (ghostzoo - timm), per seed: "
+            + ", ".join(f"seed {seed}: {r['ghostzoo_top1'] - r['timm_top1']:+.2f}" for seed, r in zip(per_seed, finals))
+            + ".\n")
     write_text_atomic(out / "train_imagenette.md", text)
 
     import matplotlib
@@ -143,10 +162,12 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = [r["epoch"] for r in rows]
-    for key, label in (("ghostzoo", "ghostzoo train"), ("timm", "plain timm loop")):
-        ax1.plot(epochs, [r[f"{key}_top1"] for r in rows], marker="o", label=label)
-        ax2.plot(epochs, [r[f"{key}_img_per_s"] for r in rows], marker="o", label=label)
+    for seed, seed_rows in per_seed.items():
+        epochs = [r["epoch"] for r in seed_rows]
+        for key, label, style in (("ghostzoo", "ghostzoo train", "-"), ("timm", "plain timm loop", "--")):
+            ax1.plot(epochs, [r[f"{key}_top1"] for r in seed_rows], style, marker="o", label=f"{label}, seed {seed}")
+            ax2.plot(epochs, [r[f"{key}_img_per_s"] for r in seed_rows], style, marker="o",
+                     label=f"{label}, seed {seed}")
     ax1.set(xlabel="epoch", ylabel="val top-1 (%)", title="accuracy")
     ax2.set(xlabel="epoch", ylabel="train images / s", title="throughput")
     ax1.legend()

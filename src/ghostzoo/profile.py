@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from .models._features import chain_modules
 
 
 @dataclass
@@ -136,8 +135,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def _stage_groups(model: nn.Module) -> List[Tuple[str, List[str], Optional[dict]]]:
-    """Split the module chain at the ``feature_info`` taps; whatever follows the last is the head."""
-    names = [n for n, _ in chain_modules(model)]
+    """Split the children (containers opened one level) at the ``feature_info`` taps; whatever
+    follows the last tap is the head."""
+    names = [f"{name}.{sub}" if isinstance(child, (nn.Sequential, nn.ModuleList)) else name
+             for name, child in model.named_children()
+             for sub in (dict(child.named_children()) if isinstance(child, (nn.Sequential, nn.ModuleList)) else [""])]
     taps = {info["module"]: info for info in getattr(model, "feature_info", [])}
     groups, current = [], []
     for name in names:
@@ -167,8 +169,13 @@ def profile_model(model: nn.Module, input_size: Tuple[int, int, int] = (3, 224, 
     root = type(model).__name__
 
     def macs_of(name: str) -> int:
+        """A module's MACs; a container that is never called itself (ModuleList) sums its children."""
+        key = f"{root}.{name}"
         pooled = sum(v for k, v in pool_macs.items() if k == name or k.startswith(name + "."))
-        return int(sum(per_module.get(f"{root}.{name}", {}).values())) // 2 + pooled
+        if key in per_module:
+            return int(sum(per_module[key].values())) // 2 + pooled
+        children = [f"{name}.{child}" for child, _ in model.get_submodule(name).named_children()]
+        return sum(macs_of(child) for child in children) if children else pooled
 
     stages = []
     for label, names, info in _stage_groups(model):
@@ -181,4 +188,8 @@ def profile_model(model: nn.Module, input_size: Tuple[int, int, int] = (3, 224, 
             macs=sum(macs_of(n) for n in names),
         ))
     total = int(counter.get_total_flops()) // 2 + sum(pool_macs.values())
+    own_params = sum(p.numel() for p in model.parameters(recurse=False))
+    own_macs = total - sum(s.macs for s in stages)
+    if own_params or own_macs:  # position embeddings, class tokens, work done in forward() itself
+        stages.append(StageProfile("model", "(its own parameters and operations)", None, None, own_params, own_macs))
     return ModelProfile(tuple(input_size), count_params(model), total, int(conv_linear) // 2, stages)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import torch
 from torch.utils.data import Dataset, default_collate
 
 from ..errors import GhostzooError, ImageError
@@ -163,6 +162,15 @@ def build_dataset(root: str | os.PathLike, split: str = "val", transform: Option
         samples, classes = image_folder(folder)
         root = folder
     return LabelledImages(samples, classes, transform, layout, str(root))
+
+
+def readable_class_names(classes: Sequence[str]) -> List[str]:
+    """ImageNet WordNet ids (Imagenette's folder names) replaced by their class names."""
+    from .classes import imagenet_class_names
+
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    names = imagenet_class_names()
+    return [names[index[c]] if c in index else c for c in classes]
 
 
 def imagenet_target_map(classes: Sequence[str]) -> Optional[List[int]]:

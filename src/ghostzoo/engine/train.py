@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from .._io import write_json_atomic
 from ..checkpoints import GHOSTZOO_FORMAT
-from ..data import build_dataset, collate_skipping, create_train_transform, create_transform
+from ..data import (build_dataset, collate_skipping, create_train_transform, create_transform,
+                    readable_class_names)
 from ..errors import GhostzooError
 from ..factory import create_model
 from ..inference import resolve_device
@@ -236,6 +237,7 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
         raise GhostzooError(f"train and val splits have different classes ({len(train_set.classes)} vs "
                             f"{len(val_set.classes)})")
     num_classes = cfg.num_classes or len(train_set.classes)
+    class_names = readable_class_names(train_set.classes)  # what predict will print
 
     _seed_everything(cfg.seed, epoch=-1, rank=0)  # the same initial weights on every rank and every run
     model_kwargs: Dict[str, Any] = {"drop_rate": cfg.drop_rate}
@@ -245,7 +247,7 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
                          num_classes=num_classes, **model_kwargs)
     model.pretrained_cfg = dataclasses.replace(
         model.pretrained_cfg, tag="trained", url="", hf_hub_id="", num_classes=num_classes,
-        input_size=(pcfg.input_size[0], img_size, img_size), class_names=tuple(train_set.classes),
+        input_size=(pcfg.input_size[0], img_size, img_size), class_names=tuple(class_names),
         label_names="", published=dataclasses.replace(model.pretrained_cfg.published, top1=None, top5=None,
                                                       source=""))
     model.to(device)
@@ -293,7 +295,7 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
 
     def checkpoint_state(epoch: int) -> Dict[str, Any]:
         return {"format": GHOSTZOO_FORMAT, "architecture": model.pretrained_cfg.architecture,
-                "num_classes": num_classes, "class_names": list(train_set.classes), "img_size": img_size,
+                "num_classes": num_classes, "class_names": class_names, "img_size": img_size,
                 "state_dict": model.state_dict(),
                 "state_dict_ema": ema.module.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
