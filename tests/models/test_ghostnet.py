@@ -10,6 +10,7 @@ import ghostzoo
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
+from reference import randomize_batchnorm
 
 WIDTHS = ["ghostnet_050", "ghostnet_100", "ghostnet_130"]
 OFFICIAL_PARAMS = {"ghostnet_050": 2_587_292, "ghostnet_100": 5_182_508, "ghostnet_130": 7_358_820}
@@ -36,12 +37,7 @@ def test_timm_weights_give_identical_logits(tmp_path):
     torch.manual_seed(0)
     reference = timm.create_model("ghostnet_100", pretrained=False).eval()
     # timm initialises BN to identity; give the running stats real values so they matter
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+    randomize_batchnorm(reference)
     path = tmp_path / "timm_ghostnet_100.pth"
     torch.save(reference.state_dict(), path)
     model = ghostzoo.create_model("ghostnet_100", checkpoint_path=path).eval()

@@ -11,6 +11,7 @@ from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, golden_weights_module, load_golden, relative_error
+from reference import randomize_batchnorm
 
 WIDTHS = ["ghostnetv2_100", "ghostnetv2_130", "ghostnetv2_160"]
 OFFICIAL_PARAMS = {"ghostnetv2_100": 6_156_908, "ghostnetv2_130": 8_960_404, "ghostnetv2_160": 12_392_698}
@@ -21,12 +22,7 @@ def timm_and_ours(tmp_path_factory):
     """timm's GhostNetV2 1.0x (BN given real statistics) and ours loaded from its state_dict."""
     torch.manual_seed(0)
     reference = timm.create_model("ghostnetv2_100", pretrained=False).eval()
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+    randomize_batchnorm(reference)
     path = tmp_path_factory.mktemp("timm") / "timm_ghostnetv2_100.pth"
     torch.save(reference.state_dict(), path)
     return reference, ghostzoo.create_model("ghostnetv2_100", checkpoint_path=path).eval()

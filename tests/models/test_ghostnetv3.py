@@ -15,6 +15,7 @@ from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
 from golden import golden_weights_module, load_golden, relative_error, save_golden_checkpoint
+from reference import randomize_batchnorm
 
 WIDTHS = ["ghostnetv3_050", "ghostnetv3_100", "ghostnetv3_130", "ghostnetv3_160"]
 OFFICIAL_PARAMS = {"ghostnetv3_050": 3_395_384, "ghostnetv3_100": 8_129_028,
@@ -109,12 +110,7 @@ def test_timm_keys_load_and_give_identical_logits(tmp_path):
     state_dict, which loads although the cfg prefers EMA weights."""
     torch.manual_seed(0)
     reference = timm.create_model("ghostnetv3_050", pretrained=False).eval()
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+    randomize_batchnorm(reference)
     assert any(".primary_rpr_conv.0.bn1." in k for k in reference.state_dict())
     path = tmp_path / "timm_ghostnetv3_050.pth"
     torch.save(reference.state_dict(), path)

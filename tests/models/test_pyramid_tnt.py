@@ -13,6 +13,7 @@ from ghostzoo.layers import resize_rel_pos_bias
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
+from reference import randomize_batchnorm
 
 NATIVE = {"ptnt_ti_patch16_192": 192, "ptnt_s_patch16_256": 256, "ptnt_m_patch16_256": 256,
           "ptnt_b_patch16_256": 256}
@@ -27,10 +28,7 @@ def ti_checkpoint(tmp_path_factory):
     """Random PyramidTNT-Ti weights at 192 whose BatchNorm statistics are not the identity."""
     torch.manual_seed(0)
     model = ghostzoo.create_model("ptnt_ti_patch16_192").eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    randomize_batchnorm(model)
     path = tmp_path_factory.mktemp("ptnt") / "ptnt_ti_192.pth"
     torch.save(model.state_dict(), path)
     return model, path

@@ -12,20 +12,11 @@ from ghostzoo.profile import profile_model
 from ghostzoo.registry import IMAGENET_MEAN, IMAGENET_STD
 
 from golden import check_golden, load_golden
+from reference import randomize_batchnorm
 
 # native resolution int(224 * r) of the official eval.py
 NATIVE = {"tinynet_a": 192, "tinynet_b": 188, "tinynet_c": 184, "tinynet_d": 152, "tinynet_e": 106}
 NAMES = list(NATIVE)
-
-
-def _randomize_bn(model: torch.nn.Module) -> None:
-    """timm initialises BN to identity; real statistics make a wrong mapping visible."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -64,7 +55,7 @@ def test_eval_cfg_and_release_match_timm(name):
 def test_timm_checkpoint_gives_identical_logits(name, tmp_path):
     torch.manual_seed(0)
     reference = timm.create_model(name).eval()
-    _randomize_bn(reference)
+    randomize_batchnorm(reference)
     path = tmp_path / f"timm_{name}.pth"
     torch.save(reference.state_dict(), path)
     model = ghostzoo.create_model(name, checkpoint_path=path).eval()

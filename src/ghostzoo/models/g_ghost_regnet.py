@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.init import init_resnet_style
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GGhostRegNet", "GGhostStage", "RegNetBottleneck"]
@@ -127,16 +128,7 @@ class GGhostRegNet(nn.Module):
         self.num_features = in_chs
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # as the official code: He-normal (fan-out) convolutions, BatchNorm at identity
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_style(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""

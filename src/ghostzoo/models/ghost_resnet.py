@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..layers.init import init_resnet_style
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GhostResNet", "GhostConv", "GhostResNetBottleneck"]
@@ -120,16 +121,7 @@ class GhostResNet(nn.Module):
 
         self.num_features = in_chs
         self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # as the official code: He-normal (fan-out) convolutions, BatchNorm at identity
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_style(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
