@@ -154,7 +154,10 @@ def main() -> None:
             f"\nThroughput ratio ghostzoo / timm loop: {speed('ghostzoo_img_per_s') / speed('timm_img_per_s'):.2f}x. "
             f"Top-1 difference (ghostzoo - timm), per seed: "
             + ", ".join(f"seed {seed}: {r['ghostzoo_top1'] - r['timm_top1']:+.2f}" for seed, r in zip(per_seed, finals))
-            + ".\n")
+            + ".\n\nBars: ghostzoo's top-1 at least the plain loop's: "
+            + ("met" if mean("ghostzoo_top1") >= mean("timm_top1") else "**not met**")
+            + "; ghostzoo's images/s at least the plain loop's: "
+            + ("met" if speed("ghostzoo_img_per_s") >= speed("timm_img_per_s") else "**not met**") + ".\n")
     write_text_atomic(out / "train_imagenette.md", text)
 
     import matplotlib
