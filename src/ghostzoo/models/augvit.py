@@ -28,6 +28,7 @@ from timm.models.vision_transformer import init_weights_vit_timm
 
 from ..layers import BlockCirculantLinear, resize_pos_embed, square_grid, tokens_to_map
 from ..layers.patches import Grid
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["AugViT", "AugViTBlock", "checkpoint_filter"]
@@ -105,7 +106,7 @@ class AugViT(nn.Module):
         self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}")
                              for i in range(depth)]
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(embed_dim, num_classes)
 
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
@@ -114,8 +115,7 @@ class AugViT(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns the class token)."""
         self.num_classes = num_classes
-        self.head = (nn.Linear(self.num_features, num_classes, device=self.cls_token.device)
-                     if num_classes > 0 else nn.Identity())
+        self.head = linear_head(self.num_features, num_classes, device=self.cls_token.device)
 
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Grid]:
         x = self.patch_embed(x)

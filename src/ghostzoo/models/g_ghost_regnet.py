@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers.init import init_resnet_style
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GGhostRegNet", "GGhostStage", "RegNetBottleneck"]
@@ -127,14 +128,14 @@ class GGhostRegNet(nn.Module):
 
         self.num_features = in_chs
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_head(in_chs, num_classes)
         init_resnet_style(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.conv1.weight.device
-        self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        self.fc = linear_head(self.num_features, num_classes, device=device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..layers.init import init_resnet_style
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GhostResNet", "GhostConv", "GhostResNetBottleneck"]
@@ -120,14 +121,14 @@ class GhostResNet(nn.Module):
             in_chs = out_chs
 
         self.num_features = in_chs
-        self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = linear_head(in_chs, num_classes)
         init_resnet_style(self)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.conv1.weight.device
-        self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        self.fc = linear_head(self.num_features, num_classes, device=device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

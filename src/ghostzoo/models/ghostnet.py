@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import ConvBnAct, GhostModule, SqueezeExcite, make_divisible
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GhostNet", "GhostBottleneck"]
@@ -138,14 +139,13 @@ class GhostNet(nn.Module):
         self.conv_head = nn.Conv2d(self.num_features, head_chs, 1, bias=True)
         self.act2 = nn.ReLU(inplace=True)
         self.flatten = nn.Flatten(1)
-        self.classifier = nn.Linear(head_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = linear_head(head_chs, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.conv_head.weight.device
-        self.classifier = (nn.Linear(self.head_hidden_size, num_classes, device=device)
-                           if num_classes > 0 else nn.Identity())
+        self.classifier = linear_head(self.head_hidden_size, num_classes, device=device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.act1(self.bn1(self.conv_stem(x))))

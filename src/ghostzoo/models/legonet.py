@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import LegoConv2d, vgg_features
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["LegoVGG"]
@@ -50,13 +51,13 @@ class LegoVGG(nn.Module):
 
         self.features, self.feature_info = vgg_features(cfg, in_chans, conv, batch_norm=True)
         self.num_features = self.head_hidden_size = self.feature_info[-1]["num_chs"]
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = linear_head(self.num_features, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.features[0].weight.device
-        self.classifier = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        self.classifier = linear_head(self.num_features, num_classes, device=device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

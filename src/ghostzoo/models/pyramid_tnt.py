@@ -30,6 +30,7 @@ from timm.models.vision_transformer import init_weights_vit_timm
 from ..layers import (dot_product_attention, patchify, resize_pos_embed, resize_rel_pos_bias, square_grid,
                       tokens_to_map, unpatchify)
 from ..layers.patches import Grid
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["PyramidTNT", "checkpoint_filter"]
@@ -247,7 +248,7 @@ class PyramidTNT(nn.Module):
             self.feature_info.append(dict(num_chs=outer_dims[i], reduction=8 * 2 ** i, module=f"stages.{i}"))
             first += depth
         self.norm = nn.LayerNorm(outer_dims[-1])
-        self.head = nn.Linear(outer_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(outer_dims[-1], num_classes)
 
         trunc_normal_(self.outer_pos, std=0.02)
         trunc_normal_(self.inner_pos, std=0.02)
@@ -256,8 +257,7 @@ class PyramidTNT(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
-        self.head = (nn.Linear(self.num_features, num_classes, device=self.outer_pos.device)
-                     if num_classes > 0 else nn.Identity())
+        self.head = linear_head(self.num_features, num_classes, device=self.outer_pos.device)
 
     def _stages(self, x: torch.Tensor, last: int) -> List[Tuple[torch.Tensor, Grid]]:
         """Sentences ``[B, N, C]`` and their grid after each stage up to ``last``."""

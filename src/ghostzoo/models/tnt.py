@@ -28,6 +28,7 @@ from timm.models.vision_transformer import init_weights_vit_timm
 
 from ..layers import dot_product_attention, patchify, resize_pos_embed, square_grid, tokens_to_map
 from ..layers.patches import Grid
+from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["TNT", "TNTBlock", "checkpoint_filter"]
@@ -140,7 +141,7 @@ class TNT(nn.Module):
         self.feature_info = [dict(num_chs=outer_dim, reduction=patch_size, module=f"blocks.{i}")
                              for i in range(depth)]
         self.norm = nn.LayerNorm(outer_dim)
-        self.head = nn.Linear(outer_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(outer_dim, num_classes)
 
         for p in (self.cls_token, self.outer_pos, self.inner_pos):
             trunc_normal_(p, std=0.02)
@@ -149,8 +150,7 @@ class TNT(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns the class token)."""
         self.num_classes = num_classes
-        self.head = (nn.Linear(self.num_features, num_classes, device=self.cls_token.device)
-                     if num_classes > 0 else nn.Identity())
+        self.head = linear_head(self.num_features, num_classes, device=self.cls_token.device)
 
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Grid]:
         B = x.shape[0]

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from ..layers import VConv2d, vgg_features
+from ..layers.classifier import linear_head
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, Published, register_model
 
 __all__ = ["VersatileVGG"]
@@ -54,7 +55,7 @@ class VersatileVGG(nn.Module):
         self.classifier = nn.Sequential(
             nn.ReLU(True), nn.Dropout(drop_rate), nn.Linear(hidden_chs, hidden_chs),
             nn.ReLU(True), nn.Dropout(drop_rate),
-            nn.Linear(hidden_chs, num_classes) if num_classes > 0 else nn.Identity(),
+            linear_head(hidden_chs, num_classes),
         )
         self.apply(_init_weights)
 
@@ -62,7 +63,7 @@ class VersatileVGG(nn.Module):
         """A fresh last linear layer for ``num_classes`` (0 removes it: forward returns the 4096-d pre-logits)."""
         self.num_classes = num_classes
         device = self.fc6.weight.device
-        head = nn.Linear(self.head_hidden_size, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        head = linear_head(self.head_hidden_size, num_classes, device=device)
         head.apply(_init_weights)
         self.classifier[-1] = head
 

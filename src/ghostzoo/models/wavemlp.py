@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, GroupNorm1, Mlp, trunc_normal_
 
+from ..layers.classifier import linear_head
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, Published, register_model
 
 __all__ = ["WaveMLP", "PATM", "WaveBlock"]
@@ -137,14 +138,14 @@ class WaveMLP(nn.Module):
             self.feature_info.append(dict(num_chs=dim, reduction=4 * 2 ** i, module=f"network.{len(stages) - 1}"))
         self.network = nn.Sequential(*stages)
         self.norm = norm_layer(self.num_features)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(self.num_features, num_classes)
         self.apply(_init_weights)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.norm.weight.device
-        self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(self.num_features, num_classes, device=device)
         self.head.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
