@@ -18,3 +18,12 @@ def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
     return model
+
+
+def randomize_layernorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every LayerNorm non-identity affine values, so swapped norms cannot go unnoticed."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+    return model

@@ -13,6 +13,7 @@ import ghostzoo
 from ghostzoo.layers import BlockCirculantLinear
 
 from golden import check_golden, golden_weights_module, load_golden
+from reference import randomize_layernorm
 
 NAMES = ["augvit_small", "augvit_small_linear", "augvit_small_circulant2", "augvit_small_linear2",
          "augvit_base_circulant2"]
@@ -27,10 +28,7 @@ def deit_s(tmp_path_factory):
     ``augvit_small`` loaded from it."""
     torch.manual_seed(0)
     reference = timm.create_model("vit_small_patch16_224").eval()
-    for m in reference.modules():
-        if isinstance(m, torch.nn.LayerNorm):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+    randomize_layernorm(reference)
     path = tmp_path_factory.mktemp("deit") / "deit_s.pth"
     torch.save(reference.state_dict(), path)
     return reference, path, ghostzoo.create_model("augvit_small", checkpoint_path=path).eval()

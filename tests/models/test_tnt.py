@@ -12,6 +12,7 @@ import ghostzoo
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
+from reference import randomize_layernorm
 
 NAMES = ["tnt_s_patch16_224", "tnt_b_patch16_224"]
 # all parameters, the frozen, unused ``outer_tokens`` of the official model included (issue 4)
@@ -24,10 +25,7 @@ def timm_tnt_s(tmp_path_factory):
     ours loaded from that checkpoint."""
     torch.manual_seed(0)
     reference = timm.create_model("tnt_s_patch16_224").eval()
-    for m in reference.modules():
-        if isinstance(m, torch.nn.LayerNorm):  # identity LayerNorms would hide swapped norms
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+    randomize_layernorm(reference)
     path = tmp_path_factory.mktemp("timm") / "tnt_s.pth"
     torch.save(reference.state_dict(), path)
     return reference, path, ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path).eval()
