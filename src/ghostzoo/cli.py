@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
 from . import __version__
 from ._io import write_json_atomic
+from .deploy.runtime import is_exported, load_exported
 from .errors import GhostzooError
 from .factory import create_model
 from .inference import Predictor, demo_images, resolve_device, true_label
@@ -21,15 +22,15 @@ from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg, list_m
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _fmt(value: Optional[float], scale: float, digits: int) -> str:
+def _fmt(value: float | None, scale: float, digits: int) -> str:
     return "-" if value is None else f"{value / scale:.{digits}f}"
 
 
-def _cfg_row(name: str) -> Dict:
+def _cfg_row(name: str) -> dict:
     entry = get_model_entry(name)
     cfg = entry.default_cfg
     pub = cfg.published
@@ -52,7 +53,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _info(name: str) -> Dict:
+def _info(name: str) -> dict:
     entry = get_model_entry(name)
     cfg = get_pretrained_cfg(name)
     model = create_model(name)
@@ -91,6 +92,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _load_for_inference(args: argparse.Namespace):
     cfg: PretrainedCfg = get_pretrained_cfg(args.model)
+    if args.checkpoint is not None and is_exported(args.checkpoint):
+        return load_exported(args.checkpoint, args.model)
     if args.checkpoint is None and not cfg.has_weights:
         raise GhostzooError(f"{cfg.name} has no released weights; pass --checkpoint PATH")
     return create_model(args.model, pretrained=args.checkpoint is None, checkpoint_path=args.checkpoint,
@@ -300,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
