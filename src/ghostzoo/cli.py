@@ -247,7 +247,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     rows = benchmark(models, args.backends, args.batch_sizes, args.device, input_size=args.input_size,
                      checkpoint=args.checkpoint, threads=args.threads, budget=budget, calib_data=args.calib_data,
-                     max_gmacs=args.max_gmacs, reparameterize=args.reparameterize, progress=None)
+                     max_gmacs=args.max_gmacs, reparameterize=args.reparameterize, progress=True)
     settings = environment(args.device, rows[0].threads, budget)
     command = shlex.join(["ghostzoo", *args.argv])
     written = write_report(rows, args.output_dir, args.name, settings, command=command, notes=notes)

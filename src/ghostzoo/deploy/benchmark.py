@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from .._report import markdown_table, save_figure, write_csv
 from .._io import write_text_atomic
 from ..errors import GhostzooError
 from ..factory import create_model
-from ..registry import PretrainedCfg, get_model_entry, list_models
+from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
 from .runtime import is_exported, load_exported
 
@@ -158,9 +158,8 @@ class _Subject:
     cfg: PretrainedCfg
     input_size: int
     weights: str
-    deploy: nn.Module | None = None  # what the torch backends run
+    deploy: nn.Module  # what the torch backends run
     file: Path | None = None  # the user's exported file, for the ``file`` backend
-    workdir: Path = field(default_factory=Path)
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.cfg.input_size[0], self.input_size, self.input_size)
@@ -174,6 +173,7 @@ class _Context:
 
 
 Prepared = tuple[Callable[[torch.Tensor], Any], bool]  # (runner, wants a channels-last input)
+Prepare = Callable[["_Subject", int, "_Context", Path], Prepared]  # (subject, batch, context, temp folder)
 
 
 def _cpu_only(backend: str, ctx: _Context) -> None:
@@ -181,56 +181,56 @@ def _cpu_only(backend: str, ctx: _Context) -> None:
         raise Unsupported(f"{backend} is timed on the CPU only (the ONNX Runtime / OpenVINO CPU runtimes)")
 
 
-def _prepare_eager(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_eager(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     return s.deploy.to(ctx.device), False
 
 
-def _prepare_channels_last(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_channels_last(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     return copy.deepcopy(s.deploy).to(ctx.device, memory_format=torch.channels_last), True
 
 
-def _prepare_compile(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_compile(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     model = copy.deepcopy(s.deploy).to(ctx.device, memory_format=torch.channels_last)
     # freezing turns the weights into constants, which lets inductor pre-pack them for oneDNN:
     # the setting PyTorch recommends for CPU inference
     return torch.compile(model, dynamic=False, options={"freezing": True}), True
 
 
-def _prepare_onnxruntime(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_onnxruntime(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     _cpu_only("onnxruntime", ctx)
     from .export import export_model
 
-    path = s.workdir / f"{s.name}_b{batch}.onnx"
+    path = tmp / f"{s.name}_b{batch}.onnx"
     export_model(s.model, "onnx", path, input_size=s.input_size, batch_size=batch)
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _prepare_openvino(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     _cpu_only("openvino", ctx)
     if importlib.util.find_spec("openvino") is None:
         raise Unsupported("openvino is not installed (pip install openvino)")
     from .export import export_model
 
-    path = s.workdir / f"{s.name}_b{batch}.xml"
+    path = tmp / f"{s.name}_b{batch}.xml"
     export_model(s.model, "openvino", path, input_size=s.input_size, batch_size=batch)
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _prepare_int8(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_int8(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     _cpu_only("int8", ctx)
     from ..quantization import quantize_to_onnx
 
     path = quantize_to_onnx(copy.deepcopy(s.model), ctx.calib(s.cfg, s.input_size),
-                            s.workdir / f"{s.name}_int8.onnx", input_size=s.input_size)
+                            tmp / f"{s.name}_int8.onnx", input_size=s.input_size)
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _prepare_file(s: _Subject, batch: int, ctx: _Context) -> Prepared:
+def _prepare_file(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     _cpu_only("a file", ctx)
     return load_exported(s.file, s.name, threads=ctx.threads), False
 
 
-_PREPARE: dict[str, Callable[[_Subject, int, _Context], Prepared]] = {
+_PREPARE: dict[str, Prepare] = {
     "eager": _prepare_eager, "channels_last": _prepare_channels_last, "compile": _prepare_compile,
     "onnxruntime": _prepare_onnxruntime, "openvino": _prepare_openvino, "int8": _prepare_int8,
     FILE_BACKEND: _prepare_file,
@@ -247,9 +247,9 @@ def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: Timin
     runner = None
     sync = (lambda: torch.cuda.synchronize(ctx.device)) if ctx.device.type == "cuda" else (lambda: None)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="ghostzoo-bench-") as tmp:
             t0 = time.perf_counter()
-            runner, channels_last = _PREPARE[backend](s, batch, ctx)
+            runner, channels_last = _PREPARE[backend](s, batch, ctx, Path(tmp))
             row.prepare_s = time.perf_counter() - t0
             x = torch.randn(s.input_shape(batch), generator=torch.Generator().manual_seed(0)).to(ctx.device)
             if channels_last:
@@ -271,6 +271,8 @@ def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: Timin
         if backend == "compile":
             torch._dynamo.reset()  # forget the compiled graphs: each model and batch compiles afresh
         gc.collect()
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()  # what a failed (e.g. out-of-memory) measurement held
     row.median_ms, row.p90_ms = (float(v) for v in np.percentile(times, [50, 90]))
     row.min_ms, row.iters = float(times.min()), len(times)
     row.images_per_s = batch / (row.median_ms / 1e3)
@@ -286,7 +288,7 @@ def resolve_models(patterns: Sequence[str]) -> list[str]:
             if not found:
                 raise GhostzooError(f"no model matches {pattern!r}; see `ghostzoo list`")
         else:
-            get_model_entry(pattern)  # unknown names fail here, with the closest ones
+            get_pretrained_cfg(pattern)  # unknown names and tags fail here, with the closest ones
             found = [pattern]
         names.extend(n for n in found if n not in names)
     if not names:
@@ -316,7 +318,7 @@ def calibration_images(folder: str | os.PathLike | None = None, limit: int = 16)
 
 
 def _build_subject(name: str, checkpoint: str | os.PathLike | None, input_size: int | None,
-                   reparameterize: bool, workdir: Path) -> _Subject:
+                   reparameterize: bool) -> _Subject:
     file = None
     if checkpoint is not None and is_exported(checkpoint):
         file = Path(checkpoint)
@@ -330,7 +332,7 @@ def _build_subject(name: str, checkpoint: str | os.PathLike | None, input_size: 
     model.eval()
     deploy = reparameterize_model(copy.deepcopy(model)) if reparameterize else model
     return _Subject(name, model, cfg, input_size or cfg.input_size[-1],
-                    "random" if checkpoint is None else str(checkpoint), deploy, file, workdir)
+                    "random" if checkpoint is None else str(checkpoint), deploy, file)
 
 
 def _macs(s: _Subject) -> int:
@@ -352,7 +354,7 @@ def benchmark(
     calib_data: str | os.PathLike | None = None,
     max_gmacs: float | None = None,
     reparameterize: bool = True,
-    progress: bool | None = False,
+    progress: bool = False,
 ) -> list[BenchmarkRow]:
     """Time every (model, backend, batch size) and return one row per measurement.
 
@@ -370,7 +372,7 @@ def benchmark(
             ``skipped``), e.g. to time large batches only for small models in a zoo-wide run.
         reparameterize: run the PyTorch backends on the deploy form (folded BatchNorm / branches), the
             network the exporters write; False times the model as built.
-        progress: a tqdm bar on stderr over the measurements (None: only when stderr is a terminal).
+        progress: a tqdm bar on stderr over the measurements.
     """
     from ..inference import resolve_device
 
@@ -387,55 +389,47 @@ def benchmark(
     if checkpoint is not None and is_exported(checkpoint):
         backends.append(FILE_BACKEND)
     threads = threads or torch.get_num_threads()
-    calib = calibration_images(calib_data) if "int8" in backends else None
-    ctx = _Context(device, threads, calib)
+    ctx = _Context(device, threads, calibration_images(calib_data) if "int8" in backends else None)
+    # the user's checkpoint is opened before anything is timed: a wrong file is an error, not a row
+    given = {names[0]: _build_subject(names[0], checkpoint, input_size, reparameterize)} if checkpoint else {}
 
     rows: list[BenchmarkRow] = []
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    bar = tqdm(total=len(names) * len(backends) * len(batch_sizes), desc="benchmark", unit="run",
-               file=sys.stderr, disable=None if progress is None else not progress, leave=False,
-               dynamic_ncols=True)
     try:
-        for name in names:
-            with tempfile.TemporaryDirectory(prefix="ghostzoo-bench-") as tmp:
-                rows.extend(_benchmark_model(name, backends, batch_sizes, ctx, budget, checkpoint, input_size,
-                                             max_gmacs, reparameterize, Path(tmp), bar))
+        with tqdm(total=len(names) * len(backends) * len(batch_sizes), desc="benchmark", unit="run",
+                  file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+            for name in names:
+                rows.extend(_benchmark_model(name, given.pop(name, None), backends, batch_sizes, ctx, budget,
+                                             input_size, max_gmacs, reparameterize, bar))
     finally:
-        bar.close()
         torch.set_num_threads(previous_threads)
     return rows
 
 
-def _benchmark_model(name: str, backends: Sequence[str], batch_sizes: Sequence[int], ctx: _Context,
-                     budget: TimingBudget, checkpoint: str | os.PathLike | None, input_size: int | None,
-                     max_gmacs: float | None, reparameterize: bool, workdir: Path, bar: tqdm) -> list[BenchmarkRow]:
-    def failed_rows(status: str, size: int) -> list[BenchmarkRow]:
-        bar.update(len(backends) * len(batch_sizes))
-        return [BenchmarkRow(name, b, n, size, str(ctx.device), ctx.threads,
-                             "random" if checkpoint is None else str(checkpoint), status)
-                for b in backends for n in batch_sizes]
-
+def _benchmark_model(name: str, subject: _Subject | None, backends: Sequence[str], batch_sizes: Sequence[int],
+                     ctx: _Context, budget: TimingBudget, input_size: int | None, max_gmacs: float | None,
+                     reparameterize: bool, bar: tqdm) -> list[BenchmarkRow]:
+    """The rows of one model: every backend at every batch size, or one failure row each."""
     bar.set_postfix_str(f"{name} (building)")
     try:
-        s = _build_subject(name, checkpoint, input_size, reparameterize, workdir)
+        s = subject or _build_subject(name, None, input_size, reparameterize)
         gmacs = _macs(s) / 1e9 if max_gmacs is not None else None
-    except GhostzooError as e:
-        if checkpoint is not None:
-            raise  # the user's file is wrong: say so, rather than fill a table with it
-        return failed_rows(f"unsupported: {_one_line(e)}", input_size or 0)
-    except Exception as e:  # noqa: BLE001 -- a model that cannot be built or profiled gives error rows
-        return failed_rows(f"error: {type(e).__name__}: {_one_line(e)}", input_size or 0)
+    except Exception as e:  # noqa: BLE001 -- a model that cannot be built or profiled gives failure rows
+        status = f"unsupported: {_one_line(e)}" if isinstance(e, GhostzooError) else \
+            f"error: {type(e).__name__}: {_one_line(e)}"
+        bar.update(len(backends) * len(batch_sizes))
+        return [BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=status)
+                for b in backends for n in batch_sizes]
     rows = []
     for backend in backends:
         for batch in batch_sizes:
             bar.set_postfix_str(f"{name} {backend} b{batch}")
             if gmacs is not None and batch * gmacs > max_gmacs:
-                row = BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads, s.weights,
-                                   f"skipped: {batch} x {gmacs:.2f} GMACs > {max_gmacs:g} GMACs")
+                rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads,
+                                         s.weights, f"skipped: {batch} x {gmacs:.2f} GMACs > {max_gmacs:g} GMACs"))
             else:
-                row = _measure(s, backend, batch, ctx, budget)
-            rows.append(row)
+                rows.append(_measure(s, backend, batch, ctx, budget))
             bar.update()
     return rows
 
