@@ -399,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch traced and checked (default: 1)")
     p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free")
     p.add_argument("--opset", type=_int_at_least(17), default=17, help="ONNX opset (default: 17)")
+
     p = add("benchmark", cmd_benchmark, "latency and throughput per backend; writes CSV, Markdown and a PNG plot")
     p.add_argument("models", nargs="*", metavar="MODEL", help="names or shell patterns ('*' = the whole zoo)")
     p.add_argument("--backends", type=_backends, default=",".join(DEFAULT_BACKENDS),
