@@ -14,6 +14,7 @@ from tqdm import tqdm
 from . import __version__
 from ._io import write_json_atomic
 from .deploy.benchmark import BACKENDS, DEFAULT_BACKENDS
+from .deploy.export import FORMATS
 from .deploy.runtime import is_exported, load_exported
 from .errors import GhostzooError
 from .factory import create_model
@@ -161,6 +162,33 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy import export_model
+
+    if args.checkpoint is not None and is_exported(args.checkpoint):
+        raise GhostzooError(f"--checkpoint takes weights, and {args.checkpoint} is already an exported model "
+                            "(an int8 ONNX file goes to --int8)")
+    if args.int8 or args.random_weights:
+        model = create_model(args.model, checkpoint_path=args.checkpoint, use_ema=args.use_ema)
+    else:
+        model = _load_for_inference(args)
+    report = export_model(model, args.format, args.output, input_size=args.input_size, batch_size=args.batch_size,
+                          dynamic_batch=args.dynamic_batch, opset=args.opset, int8=args.int8)
+    shape = "x".join(map(str, report.input_shape))
+    print(f"{report.model} -> {', '.join(report.paths)}  ({report.format}{', int8' if report.int8 else ''}"
+          f"{f', opset {report.opset}' if report.opset else ''}, input {shape}"
+          f"{', dynamic batch' if report.dynamic_batch else ''})")
+    print("parity (max|a-b| / max|ref|): " + ", ".join(f"{k} {v:.2e}" for k, v in report.errors.items()) +
+          f"  (tolerance {report.tolerance:g})")
+    if report.ops:
+        print(f"graph: {sum(report.ops.values())} nodes, " + (
+            f"{len(report.dynamic_ops)} computing on shapes at run time ({', '.join(report.dynamic_ops[:3])}"
+            f"{', ...' if len(report.dynamic_ops) > 3 else ''})" if report.dynamic_ops else "static (no shape ops)"))
+    if args.report:
+        write_json_atomic(args.report, report.to_dict())
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .engine import validate
 
@@ -274,10 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ghostzoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable, help: str, json_flag: str = "--output") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
-        p.add_argument("--output", metavar="FILE.json", help="also write the results as JSON")
+        p.add_argument(json_flag, metavar="FILE.json", help="also write the results as JSON")
         return p
 
     p = add("list", cmd_list, "table of models: params, MACs, resolution, published top-1, weights")
@@ -355,6 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split")
     p.add_argument("--steps-per-epoch", type=_positive_int, help="cap on optimizer steps per epoch")
     p.add_argument("--deterministic", action="store_true", default=None)
+
+    p = add("export", cmd_export, "a deployable file (ONNX, OpenVINO IR, TorchScript, pt2) of the deploy-form "
+            "model, checked against PyTorch", json_flag="--report")
+    p.add_argument("model", help="model name, or name.tag for specific weights")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="the file to write: .onnx, .xml (its .bin beside it), .pt (TorchScript) or .pt2")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="weights (default: the released ones)")
+    p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--random-weights", action="store_true", help="export freshly initialised weights (speed tests)")
+    p.add_argument("--int8", metavar="FILE.onnx", help="carry this int8 ONNX file from `ghostzoo quantize` "
+                   "to --format (onnx: checked and copied; openvino: converted)")
+    p.add_argument("--input-size", type=_positive_int, help="square input side (default: the model's)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="batch traced and checked (default: 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free")
+    p.add_argument("--opset", type=_int_at_least(17), default=17, help="ONNX opset (default: 17)")
 
     p = add("benchmark", cmd_benchmark, "latency and throughput per backend; writes CSV, Markdown and a PNG plot")
     p.add_argument("models", nargs="*", metavar="MODEL", help="names or shell patterns ('*' = the whole zoo)")
