@@ -17,7 +17,7 @@ from ghostzoo.errors import GhostzooError
 
 QUICK = TimingBudget(warmup=1, min_iters=3, min_time_s=0.0, max_time_s=60.0, max_iters=3)
 QUICK_ARGS = ["--warmup", "1", "--min-iters", "2", "--min-time", "0", "--max-iters", "2"]
-BACKENDS = ["eager", "channels_last", "onnxruntime", "openvino"]
+BACKENDS = ["eager", "channels_last", "onnxruntime", "openvino", "int8", "int8_openvino"]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_rows_are_well_formed(rows):
         assert 0 < r.min_ms <= r.median_ms <= r.p90_ms
         assert r.images_per_s == pytest.approx(r.batch / (r.median_ms / 1e3))
         assert r.prepare_s >= 0 and r.first_call_s > 0
-    exported = [r for r in rows if r.backend in ("onnxruntime", "openvino")]
-    assert all(r.prepare_s > 0 for r in exported)  # they export (and parity-check) before the first call
+    exported = [r for r in rows if r.backend not in ("eager", "channels_last")]
+    assert all(r.prepare_s > 0 for r in exported)  # they export / quantize before the first call
 
 
 def test_report_files_are_written_and_parse(rows, tmp_path):
@@ -78,6 +78,8 @@ def test_timing_rule_and_synchronisation():
 
 
 def test_unsupported_and_failing_backends_give_rows(monkeypatch):
+    got = benchmark(["vig_ti_224_gelu"], ["int8", "eager"], [1], input_size=64, budget=QUICK)
+    assert got[0].status.startswith("unsupported: vig_ti_224_gelu (vig) has no int8 path") and got[1].ok
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
     got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK)
@@ -125,20 +127,26 @@ def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing written on bad input
 
 
-def test_cli_times_an_exported_file(tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["float", "int8"])
+def test_cli_times_an_exported_file(kind, tmp_path, capsys):
+    """The user's own file: an export, or the int8 file of `ghostzoo quantize`, timed as it is."""
     from ghostzoo.deploy.export import export_model
+    from ghostzoo.quantization import quantize_to_onnx
 
     model = create_model("ghostnet_050", num_classes=3).eval()
     path = tmp_path / "mine.onnx"
-    export_model(model, "onnx", path, input_size=64)
+    if kind == "float":
+        export_model(model, "onnx", path, input_size=64, dynamic_batch=True)
+    else:
+        quantize_to_onnx(model, torch.randn(4, 3, 64, 64), path, input_size=64)
     out = tmp_path / "out"
-    assert main(["benchmark", "--checkpoint", str(path), "--backends", "eager", "--input-size", "64", *QUICK_ARGS,
+    assert main(["benchmark", "--checkpoint", str(path), "--backends", "eager", *QUICK_ARGS,
                  "--output-dir", str(out), "--name", "mine", "--output", str(tmp_path / "mine.json")]) == 0
     printed = capsys.readouterr().out
     assert "ghostnet_050" in printed and "file" in printed
     result = json.loads((tmp_path / "mine.json").read_text())
-    assert [(r["backend"], r["status"], r["weights"]) for r in result["rows"]] == [
-        ("eager", "ok", str(path)), ("file", "ok", str(path))]
+    assert [(r["backend"], r["status"], r["weights"], r["input_size"]) for r in result["rows"]] == [
+        ("eager", "ok", str(path), 64), ("file", "ok", str(path), 64)]  # the file's input size, from its metadata
     assert sorted(p.name for p in out.iterdir()) == ["mine.csv", "mine.md", "mine.png"]
     md = (out / "mine.md").read_text()
-    assert f"ghostzoo benchmark --checkpoint {path} --backends eager" in md
+    assert f"ghostzoo benchmark --checkpoint {path} --backends eager --warmup 1" in md

@@ -403,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("benchmark", cmd_benchmark, "latency and throughput per backend; writes CSV, Markdown and a PNG plot")
     p.add_argument("models", nargs="*", metavar="MODEL", help="names or shell patterns ('*' = the whole zoo)")
     p.add_argument("--backends", type=_backends, default=",".join(DEFAULT_BACKENDS),
-                   help="comma-separated from eager, channels_last, compile, onnxruntime, openvino, int8, or all "
-                        "(default: all but compile, which takes minutes per model to compile on a CPU)")
+                   help=f"comma-separated from {', '.join(BACKENDS)}, or all (default: all but compile, "
+                        "which takes minutes per model to compile on a CPU)")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=[1], help="comma-separated, e.g. 1,32 (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (on CUDA: the PyTorch backends)")
     p.add_argument("--input-size", type=_positive_int, help="square input side (default: each model's)")

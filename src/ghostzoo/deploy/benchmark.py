@@ -17,7 +17,8 @@ Backends:
 - ``onnxruntime`` / ``openvino``: the file written by ``ghostzoo.deploy.export.export_model``
   (reparameterized, parity-checked), run through ``ghostzoo.deploy.runtime.load_exported``.
 - ``int8``: the int8 QDQ ONNX of ``ghostzoo.quantization.quantize_to_onnx``, calibrated on real
-  images (by default the photos shipped with the package), run by ONNX Runtime.
+  images (by default the photos shipped with the package), run by ONNX Runtime;
+  ``int8_openvino``: the same file converted by ``export_model(..., int8=...)``, run by OpenVINO.
 - ``file``: a file the user exported or quantized (``checkpoint=``), run as it is.
 
 Every backend gets the same number of threads (PyTorch intra-op threads, ONNX Runtime intra-op
@@ -55,7 +56,7 @@ from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
 from .runtime import is_exported, load_exported
 
-BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "int8")
+BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "int8", "int8_openvino")
 FILE_BACKEND = "file"
 DEFAULT_BACKENDS = tuple(b for b in BACKENDS if b != "compile")  # compiling takes minutes per model on a CPU
 
@@ -205,10 +206,14 @@ def _prepare_onnxruntime(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> P
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _prepare_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
+def _require_openvino(ctx: _Context) -> None:
     _cpu_only("openvino", ctx)
     if importlib.util.find_spec("openvino") is None:
         raise Unsupported("openvino is not installed (pip install openvino)")
+
+
+def _prepare_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
+    _require_openvino(ctx)
     from .export import export_model
 
     path = tmp / f"{s.name}_b{batch}.xml"
@@ -216,12 +221,24 @@ def _prepare_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prep
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _prepare_int8(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
+def _int8_file(s: _Subject, ctx: _Context, tmp: Path) -> Path:
     _cpu_only("int8", ctx)
     from ..quantization import quantize_to_onnx
 
-    path = quantize_to_onnx(copy.deepcopy(s.model), ctx.calib(s.cfg, s.input_size),
-                            tmp / f"{s.name}_int8.onnx", input_size=s.input_size)
+    return quantize_to_onnx(s.model, ctx.calib(s.cfg, s.input_size), tmp / f"{s.name}_int8.onnx",
+                            input_size=s.input_size)
+
+
+def _prepare_int8(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
+    return load_exported(_int8_file(s, ctx, tmp), s.name, threads=ctx.threads), False
+
+
+def _prepare_int8_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
+    _require_openvino(ctx)
+    from .export import export_model
+
+    path = tmp / f"{s.name}_int8_b{batch}.xml"
+    export_model(s.model, "openvino", path, batch_size=batch, int8=_int8_file(s, ctx, tmp))
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
@@ -233,7 +250,7 @@ def _prepare_file(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared
 _PREPARE: dict[str, Prepare] = {
     "eager": _prepare_eager, "channels_last": _prepare_channels_last, "compile": _prepare_compile,
     "onnxruntime": _prepare_onnxruntime, "openvino": _prepare_openvino, "int8": _prepare_int8,
-    FILE_BACKEND: _prepare_file,
+    "int8_openvino": _prepare_int8_openvino, FILE_BACKEND: _prepare_file,
 }
 
 
@@ -389,7 +406,7 @@ def benchmark(
     if checkpoint is not None and is_exported(checkpoint):
         backends.append(FILE_BACKEND)
     threads = threads or torch.get_num_threads()
-    ctx = _Context(device, threads, calibration_images(calib_data) if "int8" in backends else None)
+    ctx = _Context(device, threads, calibration_images(calib_data) if any(b.startswith("int8") for b in backends) else None)
     # the user's checkpoint is opened before anything is timed: a wrong file is an error, not a row
     given = {names[0]: _build_subject(names[0], checkpoint, input_size, reparameterize)} if checkpoint else {}
 
@@ -458,7 +475,7 @@ def environment(device: str | torch.device, threads: int, budget: TimingBudget) 
     return {
         "device": f"{device} ({hardware})",
         "threads": f"{threads} for every backend (torch.set_num_threads, ONNX Runtime intra-op threads, "
-                   "OpenVINO inference threads)",
+                   "OpenVINO inference threads; OpenVINO with its f32 precision and LATENCY hint)",
         "timing": budget.describe() + "; latency = median and p90 of the timed runs, throughput = batch / median",
         "weights": "random unless a checkpoint is named in the rows (speed does not depend on the weights)",
         "versions": ", ".join(f"{m} {_version(m)}" for m in ("torch", "onnxruntime", "openvino")) +
