@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ghostzoo import create_model
+from ghostzoo import create_model, profile_model
 from ghostzoo.cli import main
-from ghostzoo.deploy.benchmark import COLUMNS, TimingBudget, benchmark, environment, time_runs, write_report
+from ghostzoo.deploy.benchmark import (COLUMNS, TimingBudget, benchmark, environment, markdown_report, time_runs,
+                                      write_report)
 from ghostzoo.errors import GhostzooError
 
 QUICK = TimingBudget(warmup=1, min_iters=3, min_time_s=0.0, max_time_s=60.0, max_iters=3)
@@ -69,7 +70,7 @@ def test_timing_rule_and_synchronisation():
     times = time_runs(run, TimingBudget(warmup=2, min_iters=4, min_time_s=0.0, max_time_s=60.0), sync)
     assert len(times) == 4 and all(t >= 0 for t in times)
     # warm-up untimed, then every timed run is bracketed by synchronisations (as CUDA needs)
-    assert events[:3] == ["run", "run", "sync"] and events[3:] == ["sync", "run", "sync"] * 4
+    assert events == ["run", "run"] + ["sync", "run", "sync"] * 4
     # the iteration cap and the time cap both stop a measurement before its minimum count
     assert len(time_runs(lambda: None, TimingBudget(warmup=0, min_iters=50, max_iters=7))) == 7
     capped = time_runs(lambda: torch.ones(1).add_(1), TimingBudget(warmup=0, min_iters=10**9, min_time_s=0.0,
@@ -78,8 +79,12 @@ def test_timing_rule_and_synchronisation():
 
 
 def test_unsupported_and_failing_backends_give_rows(monkeypatch):
-    got = benchmark(["vig_ti_224_gelu"], ["int8", "eager"], [1], input_size=64, budget=QUICK)
-    assert got[0].status.startswith("unsupported: vig_ti_224_gelu (vig) has no int8 path") and got[1].ok
+    got = benchmark(["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK)
+    assert got[0].status.startswith("unsupported: vig_ti_224_gelu (vig) has no int8 path") and got[2].ok
+    assert got[1].status == got[0].status
+    # the report names each reason once, with the backends and measurements it hit
+    reasons = markdown_report(got, {}).split("## Not measured\n")[1].split("\n## ")[0]
+    assert f"| {got[0].status} | int8, int8_openvino | vig_ti_224_gelu b1 |" in reasons
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
     got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK)
@@ -87,9 +92,12 @@ def test_unsupported_and_failing_backends_give_rows(monkeypatch):
     assert got[1].status == "unsupported: openvino is not installed (pip install openvino)"
 
 
-def test_max_gmacs_skips_large_batches():
-    got = benchmark(["ghostnet_050"], ["eager"], [1, 64], input_size=64, budget=QUICK, max_gmacs=0.2)
-    assert got[0].ok and got[1].status.startswith("skipped: 64 x ")
+def test_large_batches_only_for_small_models():
+    gmacs = profile_model(create_model("ghostnet_050"), (3, 64, 64)).macs / 1e9
+    above = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, batched_max_gmacs=gmacs * 1.01)
+    below = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, batched_max_gmacs=gmacs * 0.99)
+    assert above[0].ok and above[1].ok and below[0].ok  # batch 1 is always timed
+    assert below[1].status == f"skipped: batch sizes above 1 only for models of <= {gmacs * 0.99:g} GMACs"
 
 
 @pytest.mark.parametrize("kwargs, message", [

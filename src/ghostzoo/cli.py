@@ -275,8 +275,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     rows = benchmark(models, args.backends, args.batch_sizes, args.device, input_size=args.input_size,
                      checkpoint=args.checkpoint, threads=args.threads, budget=budget, calib_data=args.calib_data,
-                     max_gmacs=args.max_gmacs, reparameterize=args.reparameterize, progress=True)
-    settings = environment(args.device, rows[0].threads, budget)
+                     batched_max_gmacs=args.batched_max_gmacs, reparameterize=args.reparameterize, progress=True)
+    settings = environment(args.device, rows[0].threads, budget, args.reparameterize)
     command = shlex.join(["ghostzoo", *args.argv])
     written = write_report(rows, args.output_dir, args.name, settings, command=command, notes=notes)
     backends = list(dict.fromkeys(r.backend for r in rows))
@@ -417,8 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", type=_positive_float, default=5.0, metavar="S",
                    help="cap on the timed runs of one measurement, seconds (default: 5)")
     p.add_argument("--max-iters", type=_positive_int, default=1000, help="cap on timed runs (default: 1000)")
-    p.add_argument("--max-gmacs", type=_positive_float, metavar="G",
-                   help="skip measurements where batch x model GMACs exceed G (large batches for small models only)")
+    p.add_argument("--batched-max-gmacs", type=_positive_float, metavar="G",
+                   help="batch sizes above 1 only for models of at most G GMACs per image (the small ones)")
     p.add_argument("--calib-data", metavar="DIR", help="images for int8 calibration (default: the packaged photos)")
     p.add_argument("--reparameterize", action=argparse.BooleanOptionalAction, default=True,
                    help="run the PyTorch backends on the deploy form, as the exporters do (default: yes)")

@@ -54,7 +54,7 @@ from ..errors import GhostzooError
 from ..factory import create_model
 from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
-from .runtime import is_exported, load_exported
+from .runtime import _first_line, is_exported, load_exported
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "int8", "int8_openvino")
 FILE_BACKEND = "file"
@@ -134,7 +134,6 @@ def time_runs(run: Callable[[], Any], budget: TimingBudget,
         run()
         if time.perf_counter() - start >= budget.max_time_s:
             break
-    sync()
     times: list[float] = []
     start = time.perf_counter()
     while True:
@@ -254,11 +253,6 @@ _PREPARE: dict[str, Prepare] = {
 }
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: TimingBudget) -> BenchmarkRow:
     row = BenchmarkRow(s.name, backend, batch, s.input_size, str(ctx.device), ctx.threads, s.weights)
     runner = None
@@ -278,10 +272,10 @@ def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: Timin
             row.first_call_s = time.perf_counter() - t0
             times = np.asarray(time_runs(lambda: runner(x), budget, sync)) * 1e3
     except GhostzooError as e:
-        row.status = f"unsupported: {_one_line(e)}"
+        row.status = f"unsupported: {_first_line(e)}"
         return row
     except Exception as e:  # noqa: BLE001 -- any failure of one backend becomes its row, the run goes on
-        row.status = f"error: {type(e).__name__}: {_one_line(e)}"
+        row.status = f"error: {type(e).__name__}: {_first_line(e)}"
         return row
     finally:
         del runner
@@ -369,7 +363,7 @@ def benchmark(
     threads: int | None = None,
     budget: TimingBudget = TimingBudget(),
     calib_data: str | os.PathLike | None = None,
-    max_gmacs: float | None = None,
+    batched_max_gmacs: float | None = None,
     reparameterize: bool = True,
     progress: bool = False,
 ) -> list[BenchmarkRow]:
@@ -385,8 +379,8 @@ def benchmark(
             others, built at the file's classes and input size.
         threads: CPU threads for every backend (default: ``torch.get_num_threads()``).
         calib_data: image folder for int8 calibration (default: the photos shipped with the package).
-        max_gmacs: skip measurements whose batch x model MACs exceed this many GMACs (status
-            ``skipped``), e.g. to time large batches only for small models in a zoo-wide run.
+        batched_max_gmacs: time batch sizes above 1 only for models of at most this many GMACs per image
+            (the others get ``skipped`` rows there): large batches for the small models of a zoo-wide run.
         reparameterize: run the PyTorch backends on the deploy form (folded BatchNorm / branches), the
             network the exporters write; False times the model as built.
         progress: a tqdm bar on stderr over the measurements.
@@ -418,23 +412,23 @@ def benchmark(
                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True) as bar:
             for name in names:
                 rows.extend(_benchmark_model(name, given.pop(name, None), backends, batch_sizes, ctx, budget,
-                                             input_size, max_gmacs, reparameterize, bar))
+                                             input_size, batched_max_gmacs, reparameterize, bar))
     finally:
         torch.set_num_threads(previous_threads)
     return rows
 
 
 def _benchmark_model(name: str, subject: _Subject | None, backends: Sequence[str], batch_sizes: Sequence[int],
-                     ctx: _Context, budget: TimingBudget, input_size: int | None, max_gmacs: float | None,
+                     ctx: _Context, budget: TimingBudget, input_size: int | None, batched_max_gmacs: float | None,
                      reparameterize: bool, bar: tqdm) -> list[BenchmarkRow]:
     """The rows of one model: every backend at every batch size, or one failure row each."""
     bar.set_postfix_str(f"{name} (building)")
     try:
         s = subject or _build_subject(name, None, input_size, reparameterize)
-        gmacs = _macs(s) / 1e9 if max_gmacs is not None else None
+        gmacs = _macs(s) / 1e9 if batched_max_gmacs is not None else None
     except Exception as e:  # noqa: BLE001 -- a model that cannot be built or profiled gives failure rows
-        status = f"unsupported: {_one_line(e)}" if isinstance(e, GhostzooError) else \
-            f"error: {type(e).__name__}: {_one_line(e)}"
+        status = f"unsupported: {_first_line(e)}" if isinstance(e, GhostzooError) else \
+            f"error: {type(e).__name__}: {_first_line(e)}"
         bar.update(len(backends) * len(batch_sizes))
         return [BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=status)
                 for b in backends for n in batch_sizes]
@@ -442,9 +436,9 @@ def _benchmark_model(name: str, subject: _Subject | None, backends: Sequence[str
     for backend in backends:
         for batch in batch_sizes:
             bar.set_postfix_str(f"{name} {backend} b{batch}")
-            if gmacs is not None and batch * gmacs > max_gmacs:
-                rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads,
-                                         s.weights, f"skipped: {batch} x {gmacs:.2f} GMACs > {max_gmacs:g} GMACs"))
+            if batch > 1 and gmacs is not None and gmacs > batched_max_gmacs:
+                rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads, s.weights,
+                                         f"skipped: batch sizes above 1 only for models of <= {batched_max_gmacs:g} GMACs"))
             else:
                 rows.append(_measure(s, backend, batch, ctx, budget))
             bar.update()
@@ -467,7 +461,8 @@ def _processor_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str | torch.device, threads: int, budget: TimingBudget) -> dict[str, str]:
+def environment(device: str | torch.device, threads: int, budget: TimingBudget,
+                reparameterize: bool = True) -> dict[str, str]:
     """The facts a reader needs to compare runs: hardware, threads, timing rule and library versions."""
     device = torch.device(device)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (
@@ -477,6 +472,10 @@ def environment(device: str | torch.device, threads: int, budget: TimingBudget) 
         "threads": f"{threads} for every backend (torch.set_num_threads, ONNX Runtime intra-op threads, "
                    "OpenVINO inference threads; OpenVINO with its f32 precision and LATENCY hint)",
         "timing": budget.describe() + "; latency = median and p90 of the timed runs, throughput = batch / median",
+        "pytorch backends": ("the deploy form (reparameterize: BatchNorm and branches folded)" if reparameterize
+                             else "the model as built (not reparameterized)") +
+                            " under torch.inference_mode(); compile = torch.compile (inductor, freezing) of the "
+                            "channels-last model",
         "weights": "random unless a checkpoint is named in the rows (speed does not depend on the weights)",
         "versions": ", ".join(f"{m} {_version(m)}" for m in ("torch", "onnxruntime", "openvino")) +
                     f", Python {platform.python_version()}",
@@ -531,12 +530,17 @@ def _setup_table(rows: Sequence[BenchmarkRow], backends: Sequence[str]) -> str:
 
 
 def _not_measured_table(rows: Sequence[BenchmarkRow]) -> str:
-    groups: dict[tuple[str, str], list[str]] = {}
+    """One line per reason: the backends it hit and the (model, batch) measurements it hit on each."""
+    per_backend: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if not r.ok:
-            groups.setdefault((r.backend, r.status), []).append(f"{r.model} b{r.batch}")
-    table = [{"backend": b, "status": s, "measurements": ", ".join(m)} for (b, s), m in groups.items()]
-    return markdown_table(table, ["backend", "status", "measurements"])
+            per_backend.setdefault((r.status, r.backend), []).append(f"{r.model} b{r.batch}")
+    merged: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for (status, backend), hit in per_backend.items():
+        merged.setdefault((status, tuple(hit)), []).append(backend)
+    table = [{"status": status, "backends": ", ".join(backends), "measurements": ", ".join(hit)}
+             for (status, hit), backends in merged.items()]
+    return markdown_table(table, ["status", "backends", "measurements"])
 
 
 def markdown_report(rows: Sequence[BenchmarkRow], settings: dict[str, str], title: str = "Benchmark",
@@ -563,7 +567,8 @@ def markdown_report(rows: Sequence[BenchmarkRow], settings: dict[str, str], titl
         parts.append("## Not measured\n\n" + _not_measured_table(rows))
     long_columns = ["model", "backend", "batch", "input_size", "status", "median_ms", "p90_ms", "min_ms",
                     "images_per_s", "iters", "prepare_s", "first_call_s"]
-    parts.append("## All measurements\n\n" + markdown_table([r.to_dict() for r in rows], long_columns))
+    parts.append("## All measurements\n\n(skipped ones are in the CSV only)\n\n" +
+                 markdown_table([r.to_dict() for r in rows if _status_kind(r) != "skipped"], long_columns))
     return "\n".join(parts)
 
 
