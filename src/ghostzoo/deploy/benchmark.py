@@ -347,9 +347,10 @@ def _build_subject(name: str, checkpoint: str | os.PathLike | None, input_size: 
 
 
 def _macs(s: _Subject) -> int:
+    """MACs per image of the network the PyTorch backends time (the deploy form, by default)."""
     from ..profile import profile_model
 
-    return profile_model(s.model, (s.cfg.input_size[0], s.input_size, s.input_size)).macs
+    return profile_model(s.deploy, (s.cfg.input_size[0], s.input_size, s.input_size)).macs
 
 
 def benchmark(
