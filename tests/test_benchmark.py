@@ -122,14 +122,16 @@ def test_library_rejects_bad_arguments(kwargs, message):
     (["ghostnet_050", "--device", "nosuchdevice"], 1, "unknown device"),
     (["ghostnet_050", "--min-time", "9", "--max-time", "1"], 1, "min time (9.0) <= max time (1.0)"),
     (["ghostnet_050", "--checkpoint", "missing.onnx"], 1, "exported model not found: missing.onnx"),
+    (["ghostnet_050", "--notes", "missing.md"], 1, "--notes: no such file missing.md"),
+    (["ghostnet_050", "--output-dir", f"{__file__}/out"], 1, f"{__file__} is not a writable folder"),
 ])
 def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
     if code == 2:
         with pytest.raises(SystemExit) as exit_info:
-            main(["benchmark", *argv, "--output-dir", str(tmp_path)])
+            main(["benchmark", "--output-dir", str(tmp_path), *argv])
         assert exit_info.value.code == 2
     else:
-        assert main(["benchmark", *argv, "--output-dir", str(tmp_path)]) == 1
+        assert main(["benchmark", "--output-dir", str(tmp_path), *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and (code == 2 or len(err) == 1)
     assert not any(tmp_path.iterdir())  # nothing written on bad input

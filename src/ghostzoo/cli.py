@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -272,7 +273,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     models = args.models or [load_exported(args.checkpoint).pretrained_cfg.architecture]
     budget = TimingBudget(warmup=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
                           max_time_s=args.max_time, max_iters=args.max_iters)
+    if args.notes and not Path(args.notes).is_file():
+        raise GhostzooError(f"--notes: no such file {args.notes}")
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+    existing = next(p for p in [Path(args.output_dir).absolute(), *Path(args.output_dir).absolute().parents]
+                    if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):  # found out now, not after an hour of timing
+        raise GhostzooError(f"--output-dir {args.output_dir}: {existing} is not a writable folder")
     rows = benchmark(models, args.backends, args.batch_sizes, args.device, input_size=args.input_size,
                      checkpoint=args.checkpoint, threads=args.threads, budget=budget, calib_data=args.calib_data,
                      batched_max_gmacs=args.batched_max_gmacs, reparameterize=args.reparameterize, progress=True)
