@@ -63,9 +63,7 @@ class LegoVGG(nn.Module):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if x.shape[-2:] != (1, 1):
-            x = F.adaptive_avg_pool2d(x, 1)
-        x = x.flatten(1)
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)  # exact no-op on the 1x1 map of 32 px inputs
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.classifier(x)

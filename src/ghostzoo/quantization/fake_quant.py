@@ -1,0 +1,132 @@
+"""Fake quantization: float modules that compute exactly what the int8 runtime will.
+
+Weights are int8, symmetric (zero point 0), one scale per output channel: ``scale = max|w| / 127``,
+so every weight lands in ``[-127, 127]`` (inside int8's ``[-128, 127]``) and a depthwise filter with
+small weights keeps its own fine grid instead of sharing the one of its largest neighbour, which
+is what makes GhostNet's depthwise layers survive int8. Activations are uint8, asymmetric, one
+``(scale, zero_point)`` per tensor, calibrated by an observer.
+
+Both use torch's core fake-quantize operators, which (a) are differentiable with a
+straight-through gradient, so the same model is trained for QAT, and (b) export to ONNX
+``QuantizeLinear`` / ``DequantizeLinear`` pairs, which ONNX Runtime fuses into int8 kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .observers import QMAX, QMIN, Observer, qparams
+
+WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
+WEIGHT_LEVELS = 127  # symmetric: max|w| maps to +-127
+
+
+def weight_scales(weight: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel symmetric int8 scales of ``weight`` (channels on dim 0)."""
+    amax = weight.detach().abs().flatten(1).amax(1).float()
+    return torch.where(amax > 0, amax / WEIGHT_LEVELS, torch.ones_like(amax))
+
+
+class ActivationFakeQuant(nn.Module):
+    """uint8 per-tensor fake quantization of one activation tensor.
+
+    ``observing``: the input passes unchanged and the observer records it (calibration);
+    :meth:`freeze` turns the observed range into ``scale`` / ``zero_point`` (buffers, saved with the
+    model) and switches to quantizing. ``enabled=False`` passes everything through (the float model).
+    """
+
+    def __init__(self, observer: Observer) -> None:
+        super().__init__()
+        self.observer = observer
+        self.observing = True
+        self.enabled = True
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        if self.observing:
+            self.observer.update(x)
+            return x
+        return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, QMIN, QMAX)
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        scale, zero_point = qparams(*self.observer.range())
+        self.scale.fill_(scale)
+        self.zero_point.fill_(zero_point)
+        self.observing = False
+
+    def extra_repr(self) -> str:
+        state = "observing" if self.observing else f"scale={float(self.scale):.4g}, zero_point={int(self.zero_point)}"
+        return f"{type(self.observer).__name__}, {state}"
+
+
+class _WeightFakeQuant:
+    """Mixin for Conv2d / Linear: the weight is fake-quantized on every forward.
+
+    The scales follow the weights (they change during QAT) and are kept in the ``weight_scale``
+    buffer; while an ONNX export traces the module the buffer is used as it is, so the exported
+    graph holds constants that the int8 file turns into int8 initializers.
+    """
+
+    weight: nn.Parameter
+    weight_scale: torch.Tensor
+    quantize_weight: bool
+
+    def _init_weight_quant(self) -> None:
+        self.quantize_weight = True
+        self.register_buffer("weight_scale", weight_scales(self.weight))
+
+    def quantized_weight(self) -> torch.Tensor:
+        if not self.quantize_weight:
+            return self.weight
+        if not torch.onnx.is_in_onnx_export():
+            with torch.no_grad():
+                self.weight_scale.copy_(weight_scales(self.weight))
+        zero_point = torch.zeros(self.weight_scale.shape, dtype=torch.int32, device=self.weight.device)
+        return torch.fake_quantize_per_channel_affine(self.weight, self.weight_scale, zero_point, 0,
+                                                      WEIGHT_QMIN, WEIGHT_QMAX)
+
+
+class QuantConv2d(_WeightFakeQuant, nn.Conv2d):
+    """``nn.Conv2d`` with int8 per-channel fake-quantized weights."""
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d) -> "QuantConv2d":
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
+        q.weight, q.bias = conv.weight, conv.bias  # the same Parameters: QAT updates them
+        q._init_weight_quant()
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
+
+
+class QuantLinear(_WeightFakeQuant, nn.Linear):
+    """``nn.Linear`` with int8 per-channel fake-quantized weights."""
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear) -> "QuantLinear":
+        q = cls(linear.in_features, linear.out_features, linear.bias is not None, device="meta")
+        q.weight, q.bias = linear.weight, linear.bias
+        q._init_weight_quant()
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.quantized_weight(), self.bias)
+
+
+def quantize_module(module: nn.Module) -> Optional[nn.Module]:
+    """The weight-quantized version of a plain Conv2d / Linear, None for anything else."""
+    if type(module) is nn.Conv2d and module.padding_mode == "zeros":
+        return QuantConv2d.from_float(module)
+    if type(module) is nn.Linear:
+        return QuantLinear.from_float(module)
+    return None
