@@ -11,8 +11,10 @@ import torch
 import ghostzoo
 from ghostzoo.cli import main
 from ghostzoo.deploy import ExportError, dynamic_shape_ops, export_model, load_exported
+from ghostzoo.registry import model_entries
 
 from golden import relative_error
+from reference import randomize_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,10 @@ def test_every_format_runs_as_the_model_it_came_from(imagenette_model, tmp_path,
 
 
 def test_onnx_graph_is_static_checked_and_of_the_deploy_form(imagenette_model, tmp_path):
+    state = {k: v.clone() for k, v in imagenette_model.state_dict().items()}
     report = export_model(imagenette_model, "onnx", tmp_path / "m.onnx", dynamic_batch=True)
+    assert imagenette_model.state_dict().keys() == state.keys()  # the deploy form was made from a copy
+    assert all(torch.equal(imagenette_model.state_dict()[k], v) for k, v in state.items())
     proto = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version >= 17
@@ -43,13 +48,6 @@ def test_onnx_graph_is_static_checked_and_of_the_deploy_form(imagenette_model, t
     assert "BatchNormalization" not in ops and {"Shape", "Gather", "Range"}.isdisjoint(ops)
     assert dynamic_shape_ops(proto) == report.dynamic_ops == []
     assert report.ops == {op: sum(n.op_type == op for n in proto.graph.node) for op in ops}
-
-
-def test_export_leaves_the_model_unchanged(imagenette_model, tmp_path):
-    state = {k: v.clone() for k, v in imagenette_model.state_dict().items()}
-    export_model(imagenette_model, "onnx", tmp_path / "m.onnx")
-    assert imagenette_model.state_dict().keys() == state.keys()
-    assert all(torch.equal(imagenette_model.state_dict()[k], v) for k, v in state.items())
 
 
 def test_failed_parity_writes_nothing(imagenette_model, tmp_path):
@@ -86,3 +84,67 @@ def test_bad_export_requests_give_one_line(tmp_path, monkeypatch, capsys, argv, 
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+CNN_FAMILIES = {"ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet", "g_ghost_regnet", "tinynet", "legonet",
+                "versatile_filters"}
+# their ONNX export needs the native resolution: TNT, PyramidTNT and AugViT resample position embeddings
+# with antialiased bicubic interpolation (no ONNX op), the versatile VGGs pool adaptively to 7x7 (ONNX
+# only takes whole pooling factors)
+NATIVE_SIZE_FAMILIES = {"tnt", "pyramid_tnt", "augvit", "versatile_filters"}
+
+
+def _smallest_per_family() -> set[str]:
+    best: dict[str, tuple[int, str]] = {}
+    for name, entry in model_entries().items():
+        size = entry.default_cfg.published.params or 0
+        if entry.family not in best or size < best[entry.family][0]:
+            best[entry.family] = (size, name)
+    return {name for _, name in best.values()}
+
+
+def _every_model():
+    """All registered models; beyond the smallest of each family they are marked slow (`pytest -m slow`)."""
+    fast = _smallest_per_family()
+    return [pytest.param(name, marks=() if name in fast else pytest.mark.slow) for name in sorted(model_entries())]
+
+
+@pytest.mark.parametrize("name", _every_model())
+def test_every_model_exports_to_onnx_with_parity(name, tmp_path):
+    """Random weights, BatchNorms with real statistics; parity (1e-4 relative) is checked inside
+    export_model, which raises otherwise. CNNs export with a free batch dimension and no shape op."""
+    entry = model_entries()[name]
+    cnn = entry.family in CNN_FAMILIES
+    native = entry.default_cfg.input_size[-1]
+    side = native if entry.family in NATIVE_SIZE_FAMILIES else min(64, native)
+    torch.manual_seed(0)
+    model = randomize_batchnorm(ghostzoo.create_model(name))
+    report = export_model(model, "onnx", tmp_path / "m.onnx", input_size=side, dynamic_batch=cnn)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(proto)
+    assert report.max_rel_error <= 1e-4 and report.input_shape == (1, 3, side, side)
+    if cnn:
+        assert "BatchNormalization" not in report.ops and dynamic_shape_ops(proto) == []
+
+
+def test_int8_file_goes_to_openvino_and_onnx(imagenette_model, tmp_path, capsys):
+    from ghostzoo.data import create_transform, find_images, read_image
+    from ghostzoo.inference import demo_images
+    from ghostzoo.quantization import quantize_to_onnx
+
+    images, _ = find_images([demo_images()])
+    transform = create_transform(imagenette_model.pretrained_cfg)
+    int8 = quantize_to_onnx(imagenette_model, torch.stack([transform(read_image(p)) for p in images]),
+                            tmp_path / "q.onnx")
+    assert main(["export", "ghostnet_100", "--int8", str(int8), "--format", "openvino",
+                 "--output", str(tmp_path / "q.xml"), "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["int8"] and report["errors"]["openvino"] <= report["tolerance"]
+    assert "QuantizeLinear" in report["ops"] and "int8" in capsys.readouterr().out
+    x = torch.stack([transform(read_image(p)) for p in images[:4]])
+    ort, ov = load_exported(int8), load_exported(tmp_path / "q.xml")
+    assert ov.extra == ort.extra and "quantization" in ov.extra  # the scheme travels into the IR
+    assert (ov(x).argmax(1) == ort(x).argmax(1)).all()
+    assert main(["export", "ghostnet_100", "--int8", str(int8), "--format", "onnx",
+                 "--output", str(tmp_path / "copy.onnx")]) == 0
+    assert (tmp_path / "copy.onnx").read_bytes() == int8.read_bytes()

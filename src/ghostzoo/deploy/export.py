@@ -20,13 +20,16 @@ OpenVINO (converted; checked against ONNX Runtime running the int8 file): ``int8
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import os
 import shutil
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -147,10 +150,29 @@ def _parity(name: str, run: Callable[[torch.Tensor], torch.Tensor], cases: Seque
     return error
 
 
+@contextlib.contextmanager
+def _console_silenced() -> Iterator[None]:
+    """Send the process's stdout / stderr to /dev/null (torch's exporter prints whole graphs there from
+    C++ when it fails; the user gets one line instead)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run an exporter without its tracer warnings (about shapes turned into constants: intended here,
     since the exported graph is meant to be static) and with its failures as one-line errors."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _console_silenced():
         warnings.simplefilter("ignore")
         try:
             return fn(*args, **kwargs)
@@ -158,8 +180,9 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             raise
         except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
             text = str(e).strip()
-            raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: "
-                              f"{text.splitlines()[0] if text else type(e).__name__}") from None
+            line = text.splitlines()[0] if text else type(e).__name__
+            line = line if len(line) <= 200 else line[:200] + " ..."
+            raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: {line}") from None
 
 
 def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, opset: int,

@@ -2,10 +2,13 @@
 
 Two steps, both exact in eval mode:
 
-1. every module that defines ``reparameterize()`` (GhostNetV3 and its blocks) folds its training
-   branches itself; the outermost such module is called, once;
+1. every module that defines ``reparameterize()`` (GhostNetV3 and its blocks, the Lego and
+   versatile convolutions) folds its training branches itself; the outermost such module is
+   called, once;
 2. every ``Conv2d -> BatchNorm2d`` pair left is folded into the convolution (which gains a bias),
-   and the BatchNorm becomes ``nn.Identity``.
+   and the BatchNorm becomes ``nn.Identity``. timm's ``BatchNormAct2d`` (TinyNet) folds the same
+   way and leaves its activation; a convolution of another type folds a BatchNorm that follows it
+   when it defines ``fold_batchnorm(bn)`` (``LegoConv2d``, ``VConv2d``).
 
 Pairs are found generically: a ``torch.fx`` trace of the model gives the true data flow, so a
 pair counts only where the convolution's output goes to the BatchNorm and nowhere else, whatever
@@ -23,6 +26,7 @@ from typing import Dict, List, Tuple
 import torch
 import torch.fx
 import torch.nn as nn
+from timm.layers import BatchNormAct2d
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 Pair = Tuple[str, str]  # qualified names of (conv, bn)
@@ -49,13 +53,32 @@ def _call_reparameterize(module: nn.Module) -> None:
         _call_reparameterize(child)
 
 
+def _folds_batchnorm(conv: nn.Module) -> bool:
+    return type(conv) is nn.Conv2d or callable(getattr(conv, "fold_batchnorm", None))
+
+
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
-            and conv.out_channels == bn.num_features)
+    return (_folds_batchnorm(conv) and type(bn) in (nn.BatchNorm2d, BatchNormAct2d) and bn.track_running_stats
+            and getattr(conv, "out_channels", bn.num_features) == bn.num_features)
+
+
+def _after_fold(bn: nn.Module) -> nn.Module:
+    """What is left of a folded BatchNorm: nothing, or (``BatchNormAct2d``) its dropout + activation."""
+    rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None))
+            if m is not None and not isinstance(m, nn.Identity)]
+    return nn.Sequential(*rest) if rest else nn.Identity()
+
+
+class _Tracer(torch.fx.Tracer):
+    """Keeps BatchNorms (timm's ``BatchNormAct2d`` too) and the convolutions that fold them as single
+    calls, so that a pair shows up as two connected ``call_module`` nodes."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return (isinstance(m, nn.BatchNorm2d) or _folds_batchnorm(m)) or super().is_leaf_module(m, qualname)
 
 
 def _traced_pairs(model: nn.Module, modules: Dict[str, nn.Module]) -> List[Pair]:
-    graph = torch.fx.Tracer().trace(model)
+    graph = _Tracer().trace(model)
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
     pairs = []
     for node in graph.nodes:
@@ -83,7 +106,7 @@ def _sequential_pairs(model: nn.Module) -> List[Pair]:
 
 @torch.no_grad()
 def fold_batchnorms(model: nn.Module) -> int:
-    """Fold every ``Conv2d -> BatchNorm2d`` pair of ``model`` in place; returns how many.
+    """Fold every ``Conv2d -> BatchNorm2d`` pair of ``model`` in place (see the module doc); returns how many.
 
     Uses the BatchNorm running statistics (eval-mode semantics). Modules that occur more than once
     in the tree (shared) are never folded.
@@ -99,7 +122,10 @@ def fold_batchnorms(model: nn.Module) -> int:
         conv, bn = modules[conv_name], modules[bn_name]
         if occurrences[id(conv)] > 1 or occurrences[id(bn)] > 1:
             continue
-        model.set_submodule(conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
-        model.set_submodule(bn_name, nn.Identity())
+        if type(conv) is nn.Conv2d:
+            model.set_submodule(conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+        else:
+            conv.fold_batchnorm(bn.eval())
+        model.set_submodule(bn_name, _after_fold(bn))
         folded += 1
     return folded

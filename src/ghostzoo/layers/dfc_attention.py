@@ -29,9 +29,26 @@ def half_resolution(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=(min(2, h), min(2, w)))
 
 
-# The pooling window depends on the input size, which torch.fx cannot see while tracing; marking
-# the function as a leaf keeps models with DFC attention traceable (deploy.reparameterize uses fx).
+def resize_nearest(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Nearest upsampling to exactly ``size`` (not by a factor of 2 only, so odd sizes line up).
+
+    Sizes are read as plain ints and a whole factor (the usual 2, or 1) is passed as a scale: an
+    exporter then writes a Resize with constant scales, which needs no Shape / Gather / Concat
+    arithmetic even with a free batch dimension (converters such as ncnn and TensorRT handle that
+    arithmetic badly). Nearest upsampling by a whole factor picks the same pixels as by size.
+    """
+    size = [int(s) for s in size]
+    factors = [s / int(n) for s, n in zip(size, x.shape[-2:])]
+    if all(f.is_integer() for f in factors):
+        return F.interpolate(x, scale_factor=factors, mode="nearest")
+    return F.interpolate(x, size=size, mode="nearest")
+
+
+# The pooling window and the output size depend on the input size, which torch.fx cannot see while
+# tracing; marking the functions as leaves keeps models with DFC attention traceable
+# (deploy.reparameterize uses fx).
 torch.fx.wrap("half_resolution")
+torch.fx.wrap("resize_nearest")
 
 
 class DFCAttention(nn.Sequential):
@@ -54,6 +71,4 @@ class DFCAttention(nn.Sequential):
         )
 
     def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        gate = torch.sigmoid(super().forward(half_resolution(x)))
-        # upsample to the exact output size (not by a factor of 2), so odd sizes line up
-        return F.interpolate(gate, size=size, mode="nearest")
+        return resize_nearest(torch.sigmoid(super().forward(half_resolution(x))), size)

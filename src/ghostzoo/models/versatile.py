@@ -62,7 +62,7 @@ class VersatileVGG(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh last linear layer for ``num_classes`` (0 removes it: forward returns the 4096-d pre-logits)."""
         self.num_classes = num_classes
-        device = self.fc6.weight.device
+        device = self.classifier[2].weight.device  # fc6 has no .weight in its deploy form
         head = linear_head(self.head_hidden_size, num_classes, device=device)
         head.apply(_init_weights)
         self.classifier[-1] = head
