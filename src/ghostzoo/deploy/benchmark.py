@@ -1,7 +1,8 @@
 """``benchmark()``: latency and throughput of zoo models on each inference backend.
 
 One measurement is one (model, backend, batch size). It is prepared from scratch (a backend that
-exports does so at that batch size, static shapes, as a deployed model would be), called once (the
+exports does so at that batch size, static shapes, as a deployed model would be; only the int8 file,
+whose batch dimension is free, is quantized once per model and shared), called once (the
 "first call", which is where ``torch.compile`` compiles), warmed up, then timed run after run until
 both a minimum count and a minimum time are reached, or a cap (iterations or seconds) is hit, so a
 huge model cannot stall a zoo-wide run. Latency is reported as the median and 90th percentile of the
@@ -160,6 +161,8 @@ class _Subject:
     weights: str
     deploy: nn.Module  # what the torch backends run
     file: Path | None = None  # the user's exported file, for the ``file`` backend
+    workdir: Path | None = None  # a temporary folder that lives as long as the model's measurements
+    int8: Path | None = None  # its int8 file, once quantized
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.cfg.input_size[0], self.input_size, self.input_size)
@@ -220,16 +223,20 @@ def _prepare_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prep
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _int8_file(s: _Subject, ctx: _Context, tmp: Path) -> Path:
+def _int8_file(s: _Subject, ctx: _Context) -> Path:
+    """The model's int8 file, quantized once for both int8 backends and every batch size: the file of
+    ``quantize_to_onnx`` has a free batch dimension, and calibrating again would give the same file."""
     _cpu_only("int8", ctx)
-    from ..quantization import quantize_to_onnx
+    if s.int8 is None:
+        from ..quantization import quantize_to_onnx
 
-    return quantize_to_onnx(s.model, ctx.calib(s.cfg, s.input_size), tmp / f"{s.name}_int8.onnx",
-                            input_size=s.input_size)
+        s.int8 = quantize_to_onnx(s.model, ctx.calib(s.cfg, s.input_size), s.workdir / f"{s.name}_int8.onnx",
+                                  input_size=s.input_size)
+    return s.int8
 
 
 def _prepare_int8(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
-    return load_exported(_int8_file(s, ctx, tmp), s.name, threads=ctx.threads), False
+    return load_exported(_int8_file(s, ctx), s.name, threads=ctx.threads), False
 
 
 def _prepare_int8_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
@@ -237,7 +244,7 @@ def _prepare_int8_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) ->
     from .export import export_model
 
     path = tmp / f"{s.name}_int8_b{batch}.xml"
-    export_model(s.model, "openvino", path, batch_size=batch, int8=_int8_file(s, ctx, tmp))
+    export_model(s.model, "openvino", path, batch_size=batch, int8=_int8_file(s, ctx))
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
@@ -434,15 +441,18 @@ def _benchmark_model(name: str, subject: _Subject | None, backends: Sequence[str
         return [BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=status)
                 for b in backends for n in batch_sizes]
     rows = []
-    for backend in backends:
-        for batch in batch_sizes:
-            bar.set_postfix_str(f"{name} {backend} b{batch}")
-            if batch > 1 and gmacs is not None and gmacs > batched_max_gmacs:
-                rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads, s.weights,
-                                         f"skipped: batch sizes above 1 only for models of <= {batched_max_gmacs:g} GMACs"))
-            else:
-                rows.append(_measure(s, backend, batch, ctx, budget))
-            bar.update()
+    with tempfile.TemporaryDirectory(prefix="ghostzoo-bench-") as workdir:
+        s.workdir = Path(workdir)
+        for backend in backends:
+            for batch in batch_sizes:
+                bar.set_postfix_str(f"{name} {backend} b{batch}")
+                if batch > 1 and gmacs is not None and gmacs > batched_max_gmacs:
+                    rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads,
+                                             s.weights, "skipped: batch sizes above 1 only for models of <= "
+                                                        f"{batched_max_gmacs:g} GMACs"))
+                else:
+                    rows.append(_measure(s, backend, batch, ctx, budget))
+                bar.update()
     return rows
 
 
@@ -558,7 +568,9 @@ def markdown_report(rows: Sequence[BenchmarkRow], settings: dict[str, str], titl
     parts.append("Cells: median latency in ms, and in brackets the speed-up over `eager` at the same batch "
                  "(eager median / this median). `unsupported`, `error`, `skipped`: see *Not measured*. "
                  "`prepare` is export / quantization / copying before the first call; the first call of "
-                 "`compile` is its compilation.\n")
+                 "`compile` is its compilation. `int8` and `int8_openvino` share one int8 file per model "
+                 "(quantized once; it has a free batch dimension): the first of their rows carries the "
+                 "quantization in its `prepare`.\n")
     for batch in sorted({r.batch for r in rows}):
         parts.append(f"## Batch {batch}\n\n" + _per_batch_table(rows, batch, backends))
     if image:
