@@ -34,6 +34,7 @@ import copy
 import dataclasses
 import gc
 import importlib.util
+import inspect
 import os
 import platform
 import sys
@@ -55,7 +56,7 @@ from ..errors import GhostzooError
 from ..factory import create_model
 from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
-from .runtime import _first_line, is_exported, load_exported
+from .runtime import RUNTIMES, _first_line, is_exported, load_exported
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "int8", "int8_openvino")
 FILE_BACKEND = "file"
@@ -250,7 +251,9 @@ def _prepare_int8_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) ->
 
 def _prepare_file(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     _cpu_only("a file", ctx)
-    return load_exported(s.file, s.name, threads=ctx.threads), False
+    # ONNX Runtime and OpenVINO take a thread count; TorchScript and pt2 run on torch's, already set
+    takes_threads = "threads" in inspect.signature(RUNTIMES[s.file.suffix.lower()]).parameters
+    return load_exported(s.file, s.name, **({"threads": ctx.threads} if takes_threads else {})), False
 
 
 _PREPARE: dict[str, Prepare] = {
