@@ -80,14 +80,16 @@ def test_timing_rule_and_synchronisation():
 
 
 def test_unsupported_and_failing_backends_give_rows(monkeypatch):
-    got = benchmark(["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK, threads=1)
+    got = benchmark(["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK,
+                    threads=1)
     assert got[0].status.startswith("unsupported: vig_ti_224_gelu (vig) has no int8 path") and got[2].ok
     assert got[1].status == got[0].status
     # the report names each reason once, with the backends and measurements it hit
     reasons = markdown_report(got, {}).split("## Not measured\n")[1].split("\n## ")[0]
     assert f"| {got[0].status} | int8, int8_openvino | vig_ti_224_gelu b1 |" in reasons
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else find_spec(name, *a))
     got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK, threads=1)
     assert got[0].status.startswith("error: RuntimeError: ") and got[0].median_ms is None  # 16 px is too small
     assert got[1].status == "unsupported: openvino is not installed (pip install openvino)"
@@ -138,6 +140,16 @@ def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and (code == 2 or len(err) == 1)
     assert not any(tmp_path.iterdir())  # nothing written on bad input
+
+
+def test_empty_calibration_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["benchmark", "ghostnet_050", "--backends", "int8", "--calib-data", str(tmp_path / "calib"),
+                 "--output-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ghostzoo benchmark: error: no readable image found in {tmp_path / 'calib'} for int8 calibration"]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", ["float", "int8"])

@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from .._report import markdown_table, save_figure, write_csv
 from .._io import write_text_atomic
-from ..errors import GhostzooError
+from ..errors import GhostzooError, ImageError
 from ..factory import create_model
 from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
@@ -288,7 +288,7 @@ def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: Timin
         row.status = f"error: {type(e).__name__}: {_first_line(e)}"
         return row
     finally:
-        del runner
+        runner = None  # release the session / compiled model before the next measurement
         if backend == "compile":
             torch._dynamo.reset()  # forget the compiled graphs: each model and batch compiles afresh
         gc.collect()
@@ -317,7 +317,8 @@ def resolve_models(patterns: Sequence[str]) -> list[str]:
     return names
 
 
-def calibration_images(folder: str | os.PathLike | None = None, limit: int = 16) -> Callable[[PretrainedCfg, int], torch.Tensor]:
+def calibration_images(folder: str | os.PathLike | None = None,
+                       limit: int = 16) -> Callable[[PretrainedCfg, int], torch.Tensor]:
     """Real images for int8 calibration, with each model's evaluation preprocessing at its input size.
 
     ``folder`` defaults to the photos shipped with the package, so the int8 backend works offline.
@@ -326,10 +327,16 @@ def calibration_images(folder: str | os.PathLike | None = None, limit: int = 16)
     from ..inference import demo_images
 
     source = Path(folder) if folder is not None else demo_images()
-    images, _ = find_images([source])
-    if not images:
-        raise GhostzooError(f"no image found in {source} for int8 calibration")
-    pictures = [read_image(p) for p in images[:limit]]
+    pictures = []
+    for path in find_images([source])[0]:
+        if len(pictures) == limit:
+            break
+        try:
+            pictures.append(read_image(path))
+        except ImageError:
+            continue  # an unreadable file among the calibration images is left out, as predict does
+    if not pictures:
+        raise GhostzooError(f"no readable image found in {source} for int8 calibration")
 
     def tensor(cfg: PretrainedCfg, size: int) -> torch.Tensor:
         transform = create_transform(cfg, input_size=size)
@@ -401,7 +408,8 @@ def benchmark(
     device = resolve_device(device)
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise GhostzooError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKENDS)}")
+        raise GhostzooError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}; "
+                            f"choose from {', '.join(BACKENDS)}")
     if not batch_sizes or min(batch_sizes) < 1:
         raise GhostzooError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     names = resolve_models(models)
@@ -411,7 +419,8 @@ def benchmark(
     if checkpoint is not None and is_exported(checkpoint):
         backends.append(FILE_BACKEND)
     threads = threads or torch.get_num_threads()
-    ctx = _Context(device, threads, calibration_images(calib_data) if any(b.startswith("int8") for b in backends) else None)
+    int8 = any(b.startswith("int8") for b in backends)
+    ctx = _Context(device, threads, calibration_images(calib_data) if int8 else None)
     # the user's checkpoint is opened before anything is timed: a wrong file is an error, not a row
     given = {names[0]: _build_subject(names[0], checkpoint, input_size, reparameterize)} if checkpoint else {}
 
@@ -606,7 +615,7 @@ def plot_latency(rows: Sequence[BenchmarkRow], path: str | os.PathLike) -> Path:
     fig = Figure(figsize=(9, sum(heights) + 0.5))
     axes = fig.subplots(len(batches), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     markers = "osD^v<>Xp*"
-    for ax, (batch, (models, ok)) in zip(axes, per_batch.items()):
+    for ax, (batch, (models, ok)) in zip(axes, per_batch.items(), strict=True):
         index = {m: i for i, m in enumerate(models)}
         for k, backend in enumerate(backends):
             mine = [r for r in ok if r.backend == backend]
