@@ -12,25 +12,26 @@ from PIL import Image
 
 from ghostzoo import create_model, profile_model
 from ghostzoo.cli import main
+from ghostzoo.deploy import reparameterize
 from ghostzoo.deploy.benchmark import (COLUMNS, TimingBudget, benchmark, environment, markdown_report, time_runs,
                                       write_report)
 from ghostzoo.errors import GhostzooError
 
 QUICK = TimingBudget(warmup=1, min_iters=3, min_time_s=0.0, max_time_s=60.0, max_iters=3)
-QUICK_ARGS = ["--warmup", "1", "--min-iters", "2", "--min-time", "0", "--max-iters", "2"]
+QUICK_ARGS = ["--warmup", "1", "--min-iters", "2", "--min-time", "0", "--max-iters", "2", "--threads", "1"]
 BACKENDS = ["eager", "channels_last", "onnxruntime", "openvino", "int8", "int8_openvino"]
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return benchmark(["ghostnet_050"], BACKENDS, [1, 2], input_size=64, threads=2, budget=QUICK)
+    return benchmark(["ghostnet_050"], BACKENDS, [1, 2], input_size=64, threads=1, budget=QUICK)
 
 
 def test_rows_are_well_formed(rows):
     assert [(r.backend, r.batch) for r in rows] == [(b, n) for b in BACKENDS for n in (1, 2)]
     for r in rows:
         assert r.status == "ok", r.status
-        assert (r.model, r.input_size, r.device, r.threads, r.weights) == ("ghostnet_050", 64, "cpu", 2, "random")
+        assert (r.model, r.input_size, r.device, r.threads, r.weights) == ("ghostnet_050", 64, "cpu", 1, "random")
         assert r.iters == 3
         assert 0 < r.min_ms <= r.median_ms <= r.p90_ms
         assert r.images_per_s == pytest.approx(r.batch / (r.median_ms / 1e3))
@@ -40,7 +41,7 @@ def test_rows_are_well_formed(rows):
 
 
 def test_report_files_are_written_and_parse(rows, tmp_path):
-    settings = environment("cpu", 2, QUICK)
+    settings = environment("cpu", 1, QUICK)
     written = write_report(rows, tmp_path, "zoo", settings, command="ghostzoo benchmark ghostnet_050", notes="Why.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.csv", "zoo.md", "zoo.png"]  # no temp files left
     with open(written["csv"], newline="") as f:
@@ -49,7 +50,7 @@ def test_report_files_are_written_and_parse(rows, tmp_path):
     assert [float(t["median_ms"]) for t in table] == pytest.approx([r.median_ms for r in rows])
     md = written["md"].read_text()
     assert md.splitlines()[0] == "# Benchmark: zoo" and "ghostzoo benchmark ghostnet_050" in md and "Why." in md
-    assert "- threads: 2 for every backend" in md
+    assert "- threads: 1 for every backend" in md
     for batch in (1, 2):
         section = md.split(f"## Batch {batch}\n")[1].split("\n## ")[0]
         line = next(s for s in section.splitlines() if s.startswith("| ghostnet_050 |"))
@@ -79,23 +80,27 @@ def test_timing_rule_and_synchronisation():
 
 
 def test_unsupported_and_failing_backends_give_rows(monkeypatch):
-    got = benchmark(["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK)
+    got = benchmark(["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK,
+                    threads=1)
     assert got[0].status.startswith("unsupported: vig_ti_224_gelu (vig) has no int8 path") and got[2].ok
     assert got[1].status == got[0].status
     # the report names each reason once, with the backends and measurements it hit
     reasons = markdown_report(got, {}).split("## Not measured\n")[1].split("\n## ")[0]
     assert f"| {got[0].status} | int8, int8_openvino | vig_ti_224_gelu b1 |" in reasons
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
-    got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK, threads=1)
     assert got[0].status.startswith("error: RuntimeError: ") and got[0].median_ms is None  # 16 px is too small
     assert got[1].status == "unsupported: openvino is not installed (pip install openvino)"
 
 
 def test_large_batches_only_for_small_models():
-    gmacs = profile_model(create_model("ghostnet_050"), (3, 64, 64)).macs / 1e9
-    above = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, batched_max_gmacs=gmacs * 1.01)
-    below = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, batched_max_gmacs=gmacs * 0.99)
+    gmacs = profile_model(reparameterize(create_model("ghostnet_050")), (3, 64, 64)).macs / 1e9  # what is timed
+    above = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, threads=1,
+                      batched_max_gmacs=gmacs * 1.01)
+    below = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, threads=1,
+                      batched_max_gmacs=gmacs * 0.99)
     assert above[0].ok and above[1].ok and below[0].ok  # batch 1 is always timed
     assert below[1].status == f"skipped: batch sizes above 1 only for models of <= {gmacs * 0.99:g} GMACs"
 
@@ -135,6 +140,16 @@ def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and (code == 2 or len(err) == 1)
     assert not any(tmp_path.iterdir())  # nothing written on bad input
+
+
+def test_empty_calibration_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["benchmark", "ghostnet_050", "--backends", "int8", "--calib-data", str(tmp_path / "calib"),
+                 "--output-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ghostzoo benchmark: error: no readable image found in {tmp_path / 'calib'} for int8 calibration"]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", ["float", "int8"])

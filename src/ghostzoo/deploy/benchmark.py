@@ -1,7 +1,8 @@
 """``benchmark()``: latency and throughput of zoo models on each inference backend.
 
 One measurement is one (model, backend, batch size). It is prepared from scratch (a backend that
-exports does so at that batch size, static shapes, as a deployed model would be), called once (the
+exports does so at that batch size, static shapes, as a deployed model would be; only the int8 file,
+whose batch dimension is free, is quantized once per model and shared), called once (the
 "first call", which is where ``torch.compile`` compiles), warmed up, then timed run after run until
 both a minimum count and a minimum time are reached, or a cap (iterations or seconds) is hit, so a
 huge model cannot stall a zoo-wide run. Latency is reported as the median and 90th percentile of the
@@ -33,6 +34,7 @@ import copy
 import dataclasses
 import gc
 import importlib.util
+import inspect
 import os
 import platform
 import sys
@@ -50,11 +52,11 @@ from tqdm import tqdm
 
 from .._report import markdown_table, save_figure, write_csv
 from .._io import write_text_atomic
-from ..errors import GhostzooError
+from ..errors import GhostzooError, ImageError
 from ..factory import create_model
 from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
-from .runtime import _first_line, is_exported, load_exported
+from .runtime import RUNTIMES, _first_line, is_exported, load_exported
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "int8", "int8_openvino")
 FILE_BACKEND = "file"
@@ -160,6 +162,8 @@ class _Subject:
     weights: str
     deploy: nn.Module  # what the torch backends run
     file: Path | None = None  # the user's exported file, for the ``file`` backend
+    workdir: Path | None = None  # a temporary folder that lives as long as the model's measurements
+    int8: Path | None = None  # its int8 file, once quantized
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, self.cfg.input_size[0], self.input_size, self.input_size)
@@ -220,16 +224,20 @@ def _prepare_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prep
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
-def _int8_file(s: _Subject, ctx: _Context, tmp: Path) -> Path:
+def _int8_file(s: _Subject, ctx: _Context) -> Path:
+    """The model's int8 file, quantized once for both int8 backends and every batch size: the file of
+    ``quantize_to_onnx`` has a free batch dimension, and calibrating again would give the same file."""
     _cpu_only("int8", ctx)
-    from ..quantization import quantize_to_onnx
+    if s.int8 is None:
+        from ..quantization import quantize_to_onnx
 
-    return quantize_to_onnx(s.model, ctx.calib(s.cfg, s.input_size), tmp / f"{s.name}_int8.onnx",
-                            input_size=s.input_size)
+        s.int8 = quantize_to_onnx(s.model, ctx.calib(s.cfg, s.input_size), s.workdir / f"{s.name}_int8.onnx",
+                                  input_size=s.input_size)
+    return s.int8
 
 
 def _prepare_int8(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
-    return load_exported(_int8_file(s, ctx, tmp), s.name, threads=ctx.threads), False
+    return load_exported(_int8_file(s, ctx), s.name, threads=ctx.threads), False
 
 
 def _prepare_int8_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
@@ -237,13 +245,15 @@ def _prepare_int8_openvino(s: _Subject, batch: int, ctx: _Context, tmp: Path) ->
     from .export import export_model
 
     path = tmp / f"{s.name}_int8_b{batch}.xml"
-    export_model(s.model, "openvino", path, batch_size=batch, int8=_int8_file(s, ctx, tmp))
+    export_model(s.model, "openvino", path, batch_size=batch, int8=_int8_file(s, ctx))
     return load_exported(path, s.name, threads=ctx.threads), False
 
 
 def _prepare_file(s: _Subject, batch: int, ctx: _Context, tmp: Path) -> Prepared:
     _cpu_only("a file", ctx)
-    return load_exported(s.file, s.name, threads=ctx.threads), False
+    # ONNX Runtime and OpenVINO take a thread count; TorchScript and pt2 run on torch's, already set
+    takes_threads = "threads" in inspect.signature(RUNTIMES[s.file.suffix.lower()]).parameters
+    return load_exported(s.file, s.name, **({"threads": ctx.threads} if takes_threads else {})), False
 
 
 _PREPARE: dict[str, Prepare] = {
@@ -278,7 +288,7 @@ def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: Timin
         row.status = f"error: {type(e).__name__}: {_first_line(e)}"
         return row
     finally:
-        del runner
+        runner = None  # release the session / compiled model before the next measurement
         if backend == "compile":
             torch._dynamo.reset()  # forget the compiled graphs: each model and batch compiles afresh
         gc.collect()
@@ -307,7 +317,8 @@ def resolve_models(patterns: Sequence[str]) -> list[str]:
     return names
 
 
-def calibration_images(folder: str | os.PathLike | None = None, limit: int = 16) -> Callable[[PretrainedCfg, int], torch.Tensor]:
+def calibration_images(folder: str | os.PathLike | None = None,
+                       limit: int = 16) -> Callable[[PretrainedCfg, int], torch.Tensor]:
     """Real images for int8 calibration, with each model's evaluation preprocessing at its input size.
 
     ``folder`` defaults to the photos shipped with the package, so the int8 backend works offline.
@@ -316,10 +327,16 @@ def calibration_images(folder: str | os.PathLike | None = None, limit: int = 16)
     from ..inference import demo_images
 
     source = Path(folder) if folder is not None else demo_images()
-    images, _ = find_images([source])
-    if not images:
-        raise GhostzooError(f"no image found in {source} for int8 calibration")
-    pictures = [read_image(p) for p in images[:limit]]
+    pictures = []
+    for path in find_images([source])[0]:
+        if len(pictures) == limit:
+            break
+        try:
+            pictures.append(read_image(path))
+        except ImageError:
+            continue  # an unreadable file among the calibration images is left out, as predict does
+    if not pictures:
+        raise GhostzooError(f"no readable image found in {source} for int8 calibration")
 
     def tensor(cfg: PretrainedCfg, size: int) -> torch.Tensor:
         transform = create_transform(cfg, input_size=size)
@@ -391,7 +408,8 @@ def benchmark(
     device = resolve_device(device)
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise GhostzooError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKENDS)}")
+        raise GhostzooError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}; "
+                            f"choose from {', '.join(BACKENDS)}")
     if not batch_sizes or min(batch_sizes) < 1:
         raise GhostzooError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     names = resolve_models(models)
@@ -401,7 +419,8 @@ def benchmark(
     if checkpoint is not None and is_exported(checkpoint):
         backends.append(FILE_BACKEND)
     threads = threads or torch.get_num_threads()
-    ctx = _Context(device, threads, calibration_images(calib_data) if any(b.startswith("int8") for b in backends) else None)
+    int8 = any(b.startswith("int8") for b in backends)
+    ctx = _Context(device, threads, calibration_images(calib_data) if int8 else None)
     # the user's checkpoint is opened before anything is timed: a wrong file is an error, not a row
     given = {names[0]: _build_subject(names[0], checkpoint, input_size, reparameterize)} if checkpoint else {}
 
@@ -434,15 +453,18 @@ def _benchmark_model(name: str, subject: _Subject | None, backends: Sequence[str
         return [BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=status)
                 for b in backends for n in batch_sizes]
     rows = []
-    for backend in backends:
-        for batch in batch_sizes:
-            bar.set_postfix_str(f"{name} {backend} b{batch}")
-            if batch > 1 and gmacs is not None and gmacs > batched_max_gmacs:
-                rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads, s.weights,
-                                         f"skipped: batch sizes above 1 only for models of <= {batched_max_gmacs:g} GMACs"))
-            else:
-                rows.append(_measure(s, backend, batch, ctx, budget))
-            bar.update()
+    with tempfile.TemporaryDirectory(prefix="ghostzoo-bench-") as workdir:
+        s.workdir = Path(workdir)
+        for backend in backends:
+            for batch in batch_sizes:
+                bar.set_postfix_str(f"{name} {backend} b{batch}")
+                if batch > 1 and gmacs is not None and gmacs > batched_max_gmacs:
+                    rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads,
+                                             s.weights, "skipped: batch sizes above 1 only for models of <= "
+                                                        f"{batched_max_gmacs:g} GMACs"))
+                else:
+                    rows.append(_measure(s, backend, batch, ctx, budget))
+                bar.update()
     return rows
 
 
@@ -558,7 +580,9 @@ def markdown_report(rows: Sequence[BenchmarkRow], settings: dict[str, str], titl
     parts.append("Cells: median latency in ms, and in brackets the speed-up over `eager` at the same batch "
                  "(eager median / this median). `unsupported`, `error`, `skipped`: see *Not measured*. "
                  "`prepare` is export / quantization / copying before the first call; the first call of "
-                 "`compile` is its compilation.\n")
+                 "`compile` is its compilation. `int8` and `int8_openvino` share one int8 file per model "
+                 "(quantized once; it has a free batch dimension): the first of their rows carries the "
+                 "quantization in its `prepare`.\n")
     for batch in sorted({r.batch for r in rows}):
         parts.append(f"## Batch {batch}\n\n" + _per_batch_table(rows, batch, backends))
     if image:
@@ -591,7 +615,7 @@ def plot_latency(rows: Sequence[BenchmarkRow], path: str | os.PathLike) -> Path:
     fig = Figure(figsize=(9, sum(heights) + 0.5))
     axes = fig.subplots(len(batches), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     markers = "osD^v<>Xp*"
-    for ax, (batch, (models, ok)) in zip(axes, per_batch.items()):
+    for ax, (batch, (models, ok)) in zip(axes, per_batch.items(), strict=True):
         index = {m: i for i, m in enumerate(models)}
         for k, backend in enumerate(backends):
             mine = [r for r in ok if r.backend == backend]
