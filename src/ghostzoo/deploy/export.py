@@ -208,7 +208,7 @@ def _write_openvino(onnx_path: Path, xml_path: Path, metadata: str) -> None:
 
 
 def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_size: int) -> ExportReport:
-    """Carry an int8 ONNX file from ``ghostzoo quantize`` to ``fmt`` (validated and copied for onnx)."""
+    """Carry an int8 ONNX file of ``ghostzoo.quantization`` to ``fmt`` (checked and copied for onnx)."""
     import onnx
 
     if fmt not in INT8_FORMATS:
@@ -230,7 +230,8 @@ def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_s
             _write_openvino(Path(int8), temps[-1], metadata)
             errors["openvino"] = _parity("OpenVINO", OpenVinoModel(temps[-1]), [(x, source(x))], INT8_TOLERANCE)
     return ExportReport(source.pretrained_cfg.name, fmt, [str(p) for p in reversed(paths)], shape, False,
-                        proto.opset_import[0].version, True, INT8_TOLERANCE, errors,
+                        next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+                        True, INT8_TOLERANCE, errors,
                         dict(Counter(n.op_type for n in proto.graph.node)), dynamic_shape_ops(proto))
 
 
@@ -241,7 +242,8 @@ def export_model(model: nn.Module, fmt: str, output: str | Path, input_size: Inp
 
     ``input_size``: square side or ``(C, H, W)`` (default: the cfg's); ``batch_size``: the batch
     traced and checked; ``dynamic_batch``: leave the batch dimension free (checked at two batch
-    sizes). The model is not changed: a copy is re-parameterized. See the module doc for the checks;
+    sizes). The model is put in eval mode and otherwise left as it is: a copy is re-parameterized.
+    See the module doc for the checks;
     any failure raises :class:`ExportError` (a :class:`~ghostzoo.GhostzooError`) and writes nothing.
     """
     output = _check_output(Path(output), fmt)
