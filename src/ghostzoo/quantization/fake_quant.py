@@ -67,7 +67,7 @@ class ActivationFakeQuant(nn.Module):
         return f"{type(self.observer).__name__}, {state}"
 
 
-class _WeightFakeQuant:
+class WeightFakeQuant:
     """Mixin for Conv2d / Linear: the weight is fake-quantized on every forward.
 
     The scales follow the weights (they change during QAT) and are kept in the ``weight_scale``
@@ -94,7 +94,7 @@ class _WeightFakeQuant:
                                                       WEIGHT_QMIN, WEIGHT_QMAX)
 
 
-class QuantConv2d(_WeightFakeQuant, nn.Conv2d):
+class QuantConv2d(WeightFakeQuant, nn.Conv2d):
     """``nn.Conv2d`` with int8 per-channel fake-quantized weights."""
 
     @classmethod
@@ -109,7 +109,7 @@ class QuantConv2d(_WeightFakeQuant, nn.Conv2d):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
-class QuantLinear(_WeightFakeQuant, nn.Linear):
+class QuantLinear(WeightFakeQuant, nn.Linear):
     """``nn.Linear`` with int8 per-channel fake-quantized weights."""
 
     @classmethod
