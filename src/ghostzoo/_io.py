@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, List
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -26,3 +28,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[List[Path]]:
+    """Temp paths for files that must appear together (an OpenVINO ``.xml`` + ``.bin``) or not at all.
+
+    Yields one temp path per target, with the target's file name, in a hidden folder beside the
+    first target (writers that derive one file's name from another's, as OpenVINO does, keep
+    working). When the block succeeds the files are renamed onto the targets in the given order
+    (put the file readers open first last); on any error nothing is left behind.
+    """
+    targets = [Path(p) for p in paths]
+    targets[0].parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{targets[0].name}.", suffix=".tmp", dir=targets[0].parent))
+    try:
+        temps = [folder / t.name for t in targets]
+        yield temps
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,8 @@ from tqdm import tqdm
 
 from . import __version__
 from ._io import write_json_atomic
+from .deploy.benchmark import BACKENDS, DEFAULT_BACKENDS
+from .deploy.export import FORMATS
 from .deploy.runtime import is_exported, load_exported
 from .errors import GhostzooError
 from .factory import create_model
@@ -160,6 +163,33 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy import export_model
+
+    if args.checkpoint is not None and is_exported(args.checkpoint):
+        raise GhostzooError(f"--checkpoint takes weights, and {args.checkpoint} is already an exported model "
+                            "(an int8 ONNX file goes to --int8)")
+    if args.int8 or args.random_weights:
+        model = create_model(args.model, checkpoint_path=args.checkpoint, use_ema=args.use_ema)
+    else:
+        model = _load_for_inference(args)
+    report = export_model(model, args.format, args.output, input_size=args.input_size, batch_size=args.batch_size,
+                          dynamic_batch=args.dynamic_batch, opset=args.opset, int8=args.int8)
+    shape = "x".join(map(str, report.input_shape))
+    print(f"{report.model} -> {', '.join(report.paths)}  ({report.format}{', int8' if report.int8 else ''}"
+          f"{f', opset {report.opset}' if report.opset else ''}, input {shape}"
+          f"{', dynamic batch' if report.dynamic_batch else ''})")
+    print("parity (max|a-b| / max|ref|): " + ", ".join(f"{k} {v:.2e}" for k, v in report.errors.items()) +
+          f"  (tolerance {report.tolerance:g})")
+    if report.ops:
+        print(f"graph: {sum(report.ops.values())} nodes, " + (
+            f"{len(report.dynamic_ops)} computing on shapes at run time ({', '.join(report.dynamic_ops[:3])}"
+            f"{', ...' if len(report.dynamic_ops) > 3 else ''})" if report.dynamic_ops else "static (no shape ops)"))
+    if args.report:
+        write_json_atomic(args.report, report.to_dict())
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .engine import validate
 
@@ -239,16 +269,73 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _batch_sizes(text: str) -> list[int]:
+    """An argparse type: comma-separated positive integers, e.g. ``1,32``."""
+    return [_positive_int(part) for part in text.split(",")]
+
+
+def _backends(text: str) -> list[str]:
+    """An argparse type: comma-separated backend names, or ``all``."""
+    names = list(BACKENDS) if text == "all" else [b.strip() for b in text.split(",")]
+    unknown = [b for b in names if b not in BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(unknown)!s}; choose from "
+                                         f"{', '.join(BACKENDS)} or all")
+    return names
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .deploy.benchmark import TimingBudget, benchmark, environment, write_report
+
+    if not args.models and not (args.checkpoint and is_exported(args.checkpoint)):
+        raise GhostzooError("name a model (or pattern), or pass --checkpoint FILE.onnx to time that file")
+    models = args.models or [load_exported(args.checkpoint).pretrained_cfg.architecture]
+    budget = TimingBudget(warmup=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
+                          max_time_s=args.max_time, max_iters=args.max_iters)
+    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+    rows = benchmark(models, args.backends, args.batch_sizes, args.device, input_size=args.input_size,
+                     checkpoint=args.checkpoint, threads=args.threads, budget=budget, calib_data=args.calib_data,
+                     max_gmacs=args.max_gmacs, reparameterize=args.reparameterize, progress=None)
+    settings = environment(args.device, rows[0].threads, budget)
+    command = shlex.join(["ghostzoo", *args.argv])
+    written = write_report(rows, args.output_dir, args.name, settings, command=command, notes=notes)
+    backends = list(dict.fromkeys(r.backend for r in rows))
+    for batch in args.batch_sizes:
+        cells = {}
+        for r in rows:
+            if r.batch == batch:
+                cells.setdefault(r.model, {})[r.backend] = f"{r.median_ms:.2f}" if r.ok else r.status.split(":")[0]
+        print(f"batch {batch}: median latency (ms)")
+        print(_table([[m, *(c.get(b, "-") for b in backends)] for m, c in cells.items()], ["model", *backends]))
+        print()
+    print(f"threads: {rows[0].threads}; wrote " + ", ".join(str(p) for p in written.values()))
+    if args.output:
+        write_json_atomic(args.output, {"settings": settings, "rows": [r.to_dict() for r in rows]})
+    if not any(r.ok for r in rows):
+        raise GhostzooError(f"nothing could be measured; first problem: {rows[0].status}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghostzoo", description="Huawei Noah's efficient backbones: "
                                      "list, inspect, predict, profile, quantize.")
     parser.add_argument("--version", action="version", version=f"ghostzoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, fn: Callable, help: str, json_option: str = "--output") -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable, help: str, json_flag: str = "--output") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
-        p.add_argument(json_option, metavar="FILE.json", help="also write the results as JSON")
+        p.add_argument(json_flag, metavar="FILE.json", help="also write the results as JSON")
         return p
 
     p = add("list", cmd_list, "table of models: params, MACs, resolution, published top-1, weights")
@@ -327,8 +414,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=_positive_int, help="cap on optimizer steps per epoch")
     p.add_argument("--deterministic", action="store_true", default=None)
 
+    p = add("export", cmd_export, "a deployable file (ONNX, OpenVINO IR, TorchScript, pt2) of the deploy-form "
+            "model, checked against PyTorch", json_flag="--report")
+    p.add_argument("model", help="model name, or name.tag for specific weights")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="the file to write: .onnx, .xml (its .bin beside it), .pt (TorchScript) or .pt2")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="weights (default: the released ones)")
+    p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--random-weights", action="store_true", help="export freshly initialised weights (speed tests)")
+    p.add_argument("--int8", metavar="FILE.onnx", help="carry this int8 ONNX file from `ghostzoo quantize` "
+                   "to --format (onnx: checked and copied; openvino: converted)")
+    p.add_argument("--input-size", type=_positive_int, help="square input side (default: the model's)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="batch traced and checked (default: 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free")
+    p.add_argument("--opset", type=_int_at_least(17), default=17, help="ONNX opset (default: 17)")
+
+    p = add("benchmark", cmd_benchmark, "latency and throughput per backend; writes CSV, Markdown and a PNG plot")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="names or shell patterns ('*' = the whole zoo)")
+    p.add_argument("--backends", type=_backends, default=",".join(DEFAULT_BACKENDS),
+                   help="comma-separated from eager, channels_last, compile, onnxruntime, openvino, int8, or all "
+                        "(default: all but compile, which takes minutes per model to compile on a CPU)")
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=[1], help="comma-separated, e.g. 1,32 (default: 1)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (on CUDA: the PyTorch backends)")
+    p.add_argument("--input-size", type=_positive_int, help="square input side (default: each model's)")
+    p.add_argument("--checkpoint", metavar="PATH|FILE.onnx",
+                   help="weights for the one model named, or an exported / int8 file to time as is")
+    p.add_argument("--threads", type=_positive_int, help="threads for every backend (default: torch's)")
+    p.add_argument("--warmup", type=_non_negative_int, default=3, help="untimed runs first (default: 3)")
+    p.add_argument("--min-iters", type=_positive_int, default=10, help="timed runs, at least (default: 10)")
+    p.add_argument("--min-time", type=float, default=2.0, metavar="S", help="seconds of timed runs, at least (2)")
+    p.add_argument("--max-time", type=_positive_float, default=5.0, metavar="S",
+                   help="cap on the timed runs of one measurement, seconds (default: 5)")
+    p.add_argument("--max-iters", type=_positive_int, default=1000, help="cap on timed runs (default: 1000)")
+    p.add_argument("--max-gmacs", type=_positive_float, metavar="G",
+                   help="skip measurements where batch x model GMACs exceed G (large batches for small models only)")
+    p.add_argument("--calib-data", metavar="DIR", help="images for int8 calibration (default: the packaged photos)")
+    p.add_argument("--reparameterize", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the PyTorch backends on the deploy form, as the exporters do (default: yes)")
+    p.add_argument("--output-dir", required=True, help="where NAME.csv, NAME.md and NAME.png go")
+    p.add_argument("--name", default="benchmark", help="file name stem (default: benchmark)")
+    p.add_argument("--notes", metavar="FILE.md", help="Markdown put under the title of NAME.md")
+
     p = add("quantize", cmd_quantize, "int8: post-training quantization, optionally quantization-aware "
-            "fine-tuning, into an ONNX file that validate / predict / benchmark accept", json_option="--output-json")
+            "fine-tuning, into an ONNX file that validate / predict / benchmark accept", json_flag="--output-json")
     p.add_argument("model", help="a CNN: GhostNet v1/v2/v3, Ghost-ResNet, G-Ghost RegNet, TinyNet, LegoNet, "
                    "Versatile filters")
     p.add_argument("--output", required=True, metavar="MODEL_INT8.onnx", help="the int8 file to write")
@@ -365,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for reports that quote their command
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -1,0 +1,272 @@
+"""``export_model``: a deployable file of any model of the zoo, checked against PyTorch before it is kept.
+
+Formats: ``onnx`` (opset 17 by default), ``openvino`` (the IR ``.xml`` + ``.bin`` pair, converted
+from the ONNX file), ``torchscript`` (``torch.jit.trace``, ``.pt``) and ``pt2`` (``torch.export``).
+Every float export is made from the deploy form (:func:`~ghostzoo.deploy.reparameterize` applied to a
+copy, so BatchNorms and GhostNetV3's branches are folded into plain convolutions) and then run in
+its own runtime on a fixed random input; its outputs must equal the PyTorch eval model's (the
+original, not the deploy form) within ``tolerance``, measured as the **relative error
+max|exported - pytorch| / max|pytorch|** over all logits. Files are written to a temp folder and
+renamed only when every check passed, so a failed export leaves nothing behind.
+
+ONNX files must also pass ``onnx.checker`` and hold no dynamic shape computation: no ``Shape``,
+``Size``, ``ConstantOfShape``, ``Range`` or ``NonZero`` node, and shape / index inputs of ``Slice``,
+``Reshape``, ``Resize``, ``Expand``, ``Tile``, ``Pad`` and friends only from constants. Converters such
+as ncnn or TensorRT handle such static graphs; :attr:`ExportReport.dynamic_ops` lists any offender.
+
+An int8 ONNX file made by ``ghostzoo quantize`` can be carried to ONNX (checked and copied) or to
+OpenVINO (converted; checked against ONNX Runtime running the int8 file): ``int8=PATH``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .._io import atomic_paths
+from ..errors import GhostzooError
+from ..registry import PretrainedCfg
+from .reparameterize import reparameterize
+from .runtime import (METADATA_FILE, METADATA_KEY, OnnxRuntimeModel, OpenVinoModel, cfg_to_metadata,
+                      load_exported, write_onnx_metadata)
+
+FORMATS: Dict[str, Tuple[str, ...]] = {
+    "onnx": (".onnx",), "openvino": (".xml", ".bin"), "torchscript": (".pt",), "pt2": (".pt2",),
+}
+INT8_FORMATS = ("onnx", "openvino")
+TOLERANCE = 1e-4
+INT8_TOLERANCE = 0.05  # OpenVINO vs ONNX Runtime on the same int8 file: rounding may move a step
+
+#: ONNX ops that compute on shapes at run time; a static graph has none.
+SHAPE_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Range", "NonZero"})
+#: ops whose inputs after the first are shapes, indices or sizes: they must be constants.
+SHAPE_INPUT_OPS = frozenset({"Slice", "Reshape", "Resize", "Expand", "Tile", "Pad", "Unsqueeze", "Squeeze",
+                             "Upsample", "ReduceMean", "ReduceSum", "ReduceMax", "Split", "TopK"})
+
+InputSize = Union[int, Sequence[int], None]
+
+
+class ExportError(GhostzooError):
+    """An export that cannot be made or that does not reproduce the PyTorch model."""
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What was written and how it was checked.
+
+    ``errors`` maps each runtime that ran the file to its relative error (max|a - b| / max|b|, ``b``
+    the reference: the PyTorch eval model, or ONNX Runtime on the int8 file for int8 exports);
+    ``ops`` is the ONNX op histogram (for ``onnx`` / ``openvino``), ``dynamic_ops`` the nodes that
+    compute on shapes at run time (empty for a static graph).
+    """
+
+    model: str
+    format: str
+    paths: List[str]
+    input_shape: Tuple[int, ...]
+    dynamic_batch: bool
+    opset: Optional[int]
+    int8: bool
+    tolerance: float
+    errors: Dict[str, float]
+    ops: Dict[str, int] = dataclasses.field(default_factory=dict)
+    dynamic_ops: List[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(self.errors.values())
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**dataclasses.asdict(self), "max_rel_error": self.max_rel_error}
+
+
+def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """max|output - reference| / max|reference|: one number for a whole batch of logits."""
+    ref = reference.detach().double()
+    return float((output.detach().double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+
+
+def dynamic_shape_ops(proto: Any) -> List[str]:
+    """The nodes of an ONNX graph that compute on shapes at run time, as ``"OpType name"``.
+
+    A shape / index input counts as static when it is an initializer or the output of a ``Constant``
+    node (after the exporter's constant folding, that is how fixed slices and sizes appear).
+    """
+    graph = proto.graph
+    constants = {i.name for i in graph.initializer}
+    constants.update(out for node in graph.node if node.op_type == "Constant" for out in node.output)
+    found = []
+    for node in graph.node:
+        dynamic_inputs = [name for name in node.input[1:] if name and name not in constants]
+        if node.op_type in SHAPE_OPS or (node.op_type in SHAPE_INPUT_OPS and dynamic_inputs):
+            found.append(f"{node.op_type} {node.name}")
+    return found
+
+
+def _input_shape(cfg: PretrainedCfg, input_size: InputSize, batch_size: int) -> Tuple[int, ...]:
+    if input_size is None:
+        chw = tuple(cfg.input_size)
+    elif isinstance(input_size, int):
+        chw = (cfg.input_size[0], input_size, input_size)
+    else:
+        chw = tuple(input_size)
+        if len(chw) == 2:
+            chw = (cfg.input_size[0], *chw)
+    if len(chw) != 3 or min(chw) < 1 or batch_size < 1:
+        raise ExportError(f"bad input size {input_size!r} / batch size {batch_size}")
+    return (batch_size, *chw)
+
+
+def _check_output(output: Path, fmt: str) -> Path:
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    output = Path(output)
+    if output.suffix.lower() != FORMATS[fmt][0]:
+        raise ExportError(f"{output}: --format {fmt} writes a {FORMATS[fmt][0]} file")
+    return output
+
+
+def _outputs(output: Path, fmt: str) -> List[Path]:
+    """The files of one export, the one a reader opens last (the IR's .xml after its .bin)."""
+    return [output.with_suffix(s) for s in reversed(FORMATS[fmt])]
+
+
+def _parity(name: str, run: Callable[[torch.Tensor], torch.Tensor], cases: Sequence[Tuple[torch.Tensor, torch.Tensor]],
+            tolerance: float) -> float:
+    error = max(relative_error(run(x), ref) for x, ref in cases)
+    if not error <= tolerance:  # also catches NaN
+        raise ExportError(f"{name} output differs from the reference by {error:.3g} relative (> {tolerance:g})")
+    return error
+
+
+def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run an exporter without its tracer warnings (about shapes turned into constants: intended here,
+    since the exported graph is meant to be static) and with its failures as one-line errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return fn(*args, **kwargs)
+        except GhostzooError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
+            text = str(e).strip()
+            raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: "
+                              f"{text.splitlines()[0] if text else type(e).__name__}") from None
+
+
+def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, opset: int,
+                dynamic_batch: bool) -> Any:
+    import onnx
+
+    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    _quiet(torch.onnx.export, deploy, (x,), str(path), dynamo=False, opset_version=opset,
+           input_names=["input"], output_names=["logits"], dynamic_axes=axes)
+    proto = onnx.load(str(path))
+    write_onnx_metadata(proto, metadata)
+    _quiet(onnx.checker.check_model, proto, full_check=True)
+    onnx.save(proto, str(path))
+    return proto
+
+
+def _write_openvino(onnx_path: Path, xml_path: Path, metadata: str) -> None:
+    import openvino as ov
+
+    model = _quiet(ov.convert_model, str(onnx_path))
+    model.set_rt_info(metadata, [METADATA_KEY])
+    _quiet(ov.save_model, model, str(xml_path), compress_to_fp16=False)
+
+
+def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_size: int) -> ExportReport:
+    """Carry an int8 ONNX file from ``ghostzoo quantize`` to ``fmt`` (validated and copied for onnx)."""
+    import onnx
+
+    if fmt not in INT8_FORMATS:
+        raise ExportError(f"--int8: a {fmt} file cannot hold an int8 ONNX model; use {' or '.join(INT8_FORMATS)}")
+    source = load_exported(int8, cfg.architecture)
+    if not isinstance(source, OnnxRuntimeModel):
+        raise ExportError(f"--int8 expects an int8 .onnx file from `ghostzoo quantize`, got {int8}")
+    proto = onnx.load(str(int8))
+    _quiet(onnx.checker.check_model, proto)
+    metadata = cfg_to_metadata(source.pretrained_cfg, **source.extra)
+    shape = (batch_size, *source.pretrained_cfg.input_size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    errors: Dict[str, float] = {}
+    paths = _outputs(output, fmt)
+    with atomic_paths(*paths) as temps:
+        if fmt == "onnx":
+            shutil.copyfile(int8, temps[0])
+        else:
+            _write_openvino(Path(int8), temps[-1], metadata)
+            errors["openvino"] = _parity("OpenVINO", OpenVinoModel(temps[-1]), [(x, source(x))], INT8_TOLERANCE)
+    return ExportReport(source.pretrained_cfg.name, fmt, [str(p) for p in reversed(paths)], shape, False,
+                        proto.opset_import[0].version, True, INT8_TOLERANCE, errors,
+                        dict(Counter(n.op_type for n in proto.graph.node)), dynamic_shape_ops(proto))
+
+
+def export_model(model: nn.Module, fmt: str, output: str | Path, input_size: InputSize = None, batch_size: int = 1,
+                 dynamic_batch: bool = False, opset: int = 17, int8: Optional[str | Path] = None,
+                 tolerance: float = TOLERANCE) -> ExportReport:
+    """Export ``model`` (a ghostzoo model, with its ``pretrained_cfg``) to ``output`` in format ``fmt``.
+
+    ``input_size``: square side or ``(C, H, W)`` (default: the cfg's); ``batch_size``: the batch
+    traced and checked; ``dynamic_batch``: leave the batch dimension free (checked at two batch
+    sizes). The model is not changed: a copy is re-parameterized. See the module doc for the checks;
+    any failure raises :class:`ExportError` (a :class:`~ghostzoo.GhostzooError`) and writes nothing.
+    """
+    output = _check_output(Path(output), fmt)
+    cfg: Optional[PretrainedCfg] = getattr(model, "pretrained_cfg", None)
+    if cfg is None:
+        raise ExportError("export_model needs a ghostzoo model (one with a pretrained_cfg)")
+    if int8 is not None:
+        return _export_int8(cfg, fmt, output, Path(int8), batch_size)
+    if opset < 17:
+        raise ExportError(f"opset {opset} is too old: ghostzoo exports opset 17 or newer")
+
+    shape = _input_shape(cfg, input_size, batch_size)
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(shape, generator=gen)]
+    if dynamic_batch:
+        inputs.append(torch.randn((shape[0] + 1, *shape[1:]), generator=gen))
+    original = model.eval()
+    with torch.no_grad():
+        cases = [(x, original(x)) for x in inputs]
+    if not isinstance(cases[0][1], torch.Tensor):
+        raise ExportError(f"{cfg.name}: export needs a model that returns one tensor (not features_only)")
+    deploy = reparameterize(copy.deepcopy(original).float().cpu())
+    metadata = cfg_to_metadata(dataclasses.replace(cfg, input_size=shape[1:]),
+                               batch_size=None if dynamic_batch else shape[0])
+    x = inputs[-1]  # with a free batch dimension, trace at batch >= 2 so that nothing specialises on 1
+    errors: Dict[str, float] = {}
+    ops: Dict[str, int] = {}
+    dynamic: List[str] = []
+    paths = _outputs(output, fmt)
+    with atomic_paths(*paths) as temps:
+        if fmt in ("onnx", "openvino"):
+            onnx_path = temps[0] if fmt == "onnx" else temps[0].with_suffix(".onnx")
+            proto = _write_onnx(deploy, x, onnx_path, metadata, opset, dynamic_batch)
+            ops = dict(Counter(n.op_type for n in proto.graph.node))
+            dynamic = dynamic_shape_ops(proto)
+            errors["onnxruntime"] = _parity("ONNX Runtime", OnnxRuntimeModel(onnx_path), cases, tolerance)
+            if fmt == "openvino":
+                _write_openvino(onnx_path, temps[-1], metadata)
+                errors["openvino"] = _parity("OpenVINO", OpenVinoModel(temps[-1]), cases, tolerance)
+        elif fmt == "torchscript":
+            traced = _quiet(torch.jit.trace, deploy, (x,), check_trace=False)
+            _quiet(torch.jit.save, traced, str(temps[0]), _extra_files={METADATA_FILE: metadata})
+            errors["torchscript"] = _parity("TorchScript", load_exported(temps[0]), cases, tolerance)
+        else:
+            dims = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+            with torch.no_grad():
+                program = _quiet(torch.export.export, deploy, (x,), dynamic_shapes=dims)
+            _quiet(torch.export.save, program, str(temps[0]), extra_files={METADATA_FILE: metadata})
+            errors["pt2"] = _parity("torch.export", load_exported(temps[0]), cases, tolerance)
+    return ExportReport(cfg.name, fmt, [str(p) for p in reversed(paths)], shape, dynamic_batch,
+                        opset if fmt in ("onnx", "openvino") else None, False, tolerance, errors, ops, dynamic)
