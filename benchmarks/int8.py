@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections import Counter, defaultdict
@@ -58,9 +59,10 @@ def cached_json(path: Path, compute: Callable[[], Any]) -> Any:
 
 def calibration_images(model: torch.nn.Module, data: str, split: str, size: int) -> torch.Tensor:
     from ghostzoo.data import create_transform
-    from ghostzoo.quantization.workflow import _subset, calibration_set
+    from ghostzoo.quantization import random_subset
+    from ghostzoo.quantization.workflow import calibration_set
 
-    subset = _subset(calibration_set(data, split, create_transform(model.pretrained_cfg)), size, seed=0)
+    subset = random_subset(calibration_set(data, split, create_transform(model.pretrained_cfg)), size, seed=0)
     return torch.stack([subset[i][0] for i in range(len(subset))])
 
 
@@ -85,8 +87,8 @@ def quantized_files(model: torch.nn.Module, work: Path, calib: torch.Tensor, obs
 
     files = {}
     for observer in dict.fromkeys([*observers, qat_observer]):
-        path = work / f"ptq_{observer}.onnx"
-        qat_path = work / f"qat{qat_epochs}_{observer}.onnx"
+        path = work / f"ptq_{observer}_calib{len(calib)}.onnx"
+        qat_path = work / f"qat{qat_epochs}_{observer}_calib{len(calib)}.onnx"
         wanted = path.is_file() and (observer != qat_observer or not qat_epochs or qat_path.is_file())
         if not wanted:
             qmodel = prepare(model, observer)
@@ -95,13 +97,14 @@ def quantized_files(model: torch.nn.Module, work: Path, calib: torch.Tensor, obs
             export_int8(qmodel, path, **facts)
             if observer == qat_observer and qat_epochs:
                 print(f"QAT: {qat_epochs} epoch(s) on {train_data} from the {observer} PTQ model", flush=True)
-                summary = finetune(qmodel, train_data, qat_epochs, work / f"qat{qat_epochs}_{observer}_run", **qat_args)
-                (work / f"qat{qat_epochs}_{observer}_summary.json").write_text(json.dumps(summary, indent=2))
+                run_dir = qat_path.with_suffix("")
+                shutil.rmtree(run_dir, ignore_errors=True)  # a run interrupted before its file was written
+                summary = finetune(qmodel, train_data, qat_epochs, run_dir, **qat_args)
                 export_int8(qmodel, qat_path, **{**facts, "qat_epochs": qat_epochs, "qat_lr": summary["config"]["lr"]})
         if observer in observers:
-            files[f"ptq_{observer}"] = path
+            files["ptq"] = files.get("ptq", []) + [path]
         if observer == qat_observer and qat_epochs:
-            files[f"qat_{observer}"] = qat_path
+            files["qat"] = [qat_path]
     return files
 
 
@@ -178,15 +181,17 @@ def flow(label: str, model: torch.nn.Module, data: str, calib_split: str, eval_s
     """fp32 / PTQ / QAT accuracy rows of one dataset."""
     work.mkdir(parents=True, exist_ok=True)
     calib = calibration_images(model, data, calib_split, args.calib_size)
-    files = {"fp32": export_fp32(model, work / "fp32.onnx")}
+    files = {"fp32": [export_fp32(model, work / "fp32.onnx")]}
     files.update(quantized_files(model, work, calib, args.observers, args.qat_observer, qat_epochs, data, qat_args))
     rows = []
-    for name, path in files.items():
-        acc = cached_json(work / f"{name}.{eval_split}.json", lambda: accuracy(path, data, eval_split, args.workers))
-        meta = {} if name == "fp32" else _quantization_facts(path)
-        rows.append({"dataset": label, "model": name.split("_")[0], "observer": meta.get("observer", ""),
-                     "qat_epochs": meta.get("qat_epochs", ""), "file_mb": path.stat().st_size / 1e6,
-                     "path": path, **acc})
+    for kind, paths in files.items():
+        for path in paths:
+            acc = cached_json(path.with_suffix(f".{eval_split}.json"),
+                              lambda: accuracy(path, data, eval_split, args.workers))
+            meta = {} if kind == "fp32" else _quantization_facts(path)
+            rows.append({"dataset": label, "model": kind, "observer": meta.get("observer", ""),
+                         "qat_epochs": meta.get("qat_epochs", ""), "file_mb": path.stat().st_size / 1e6,
+                         "path": path, **acc})
     fp32_top1 = rows[0]["top1"]
     for row in rows[1:]:
         row["drop"] = fp32_top1 - row["top1"]

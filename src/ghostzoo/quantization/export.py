@@ -1,7 +1,7 @@
 """The int8 file: ONNX in QDQ form, with ghostzoo metadata, that ONNX Runtime runs on int8 kernels.
 
 ``torch.onnx.export`` writes every fake quantizer as a ``QuantizeLinear -> DequantizeLinear`` pair,
-with the weights still float. :func:`export_int8_onnx` then makes it the file a QDQ runtime expects:
+with the weights still float. :func:`int8_proto` then makes it the file a QDQ runtime expects:
 
 * weight ``QuantizeLinear`` nodes are evaluated once: the file stores int8 weights (a quarter of
   the float size) feeding ``DequantizeLinear`` (zero point 0, one scale per output channel);
@@ -168,8 +168,8 @@ def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
     """``torch.onnx.export`` of ``model`` (dynamic batch) into memory; returns the ``ModelProto``."""
     import onnx
 
-    for m in model.modules():
-        if isinstance(m, WeightFakeQuant):
+    for m in model.modules():  # the scales of the weights as they are now (an optimizer step may follow
+        if isinstance(m, WeightFakeQuant):  # the last forward), fixed while the export traces them
             m.weight_scale.copy_(weight_scales(m.weight))
     model = model.eval()
     buffer = io.BytesIO()

@@ -36,20 +36,17 @@ class ActivationFakeQuant(nn.Module):
 
     ``observing``: the input passes unchanged and the observer records it (calibration);
     :meth:`freeze` turns the observed range into ``scale`` / ``zero_point`` (buffers, saved with the
-    model) and switches to quantizing. ``enabled=False`` passes everything through (the float model).
+    model) and switches to quantizing.
     """
 
     def __init__(self, observer: Observer) -> None:
         super().__init__()
         self.observer = observer
         self.observing = True
-        self.enabled = True
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return x
         if self.observing:
             self.observer.update(x)
             return x
@@ -77,15 +74,11 @@ class WeightFakeQuant:
 
     weight: nn.Parameter
     weight_scale: torch.Tensor
-    quantize_weight: bool
 
     def _init_weight_quant(self) -> None:
-        self.quantize_weight = True
         self.register_buffer("weight_scale", weight_scales(self.weight))
 
     def quantized_weight(self) -> torch.Tensor:
-        if not self.quantize_weight:
-            return self.weight
         if not torch.onnx.is_in_onnx_export():
             with torch.no_grad():
                 self.weight_scale.copy_(weight_scales(self.weight))

@@ -28,7 +28,7 @@ import fnmatch
 import operator
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import torch
 import torch.fx
@@ -281,7 +281,7 @@ def activation_quantizers(model: nn.Module) -> List[ActivationFakeQuant]:
 
 
 @torch.no_grad()
-def calibrate(model: torch.fx.GraphModule, batches: Sequence[torch.Tensor] | object) -> int:
+def calibrate(model: torch.fx.GraphModule, batches: Iterable[torch.Tensor]) -> int:
     """Observe the activations over ``batches`` (tensors of images), then fix every quantizer's grid.
 
     Returns the number of images seen.
@@ -299,9 +299,3 @@ def calibrate(model: torch.fx.GraphModule, batches: Sequence[torch.Tensor] | obj
     for q in quantizers:
         q.freeze()
     return seen
-
-
-def set_quantization(model: nn.Module, enabled: bool) -> None:
-    """Switch the activation quantizers off (float activations) or back on."""
-    for q in activation_quantizers(model):
-        q.enabled = enabled

@@ -41,7 +41,7 @@ def calibration_set(root: str | os.PathLike, split: str, transform: Any) -> Labe
         return LabelledImages([(p, -1) for p in images], [], transform, "unlabelled", str(root))
 
 
-def _subset(dataset: LabelledImages, size: Optional[int], seed: int) -> Subset:
+def random_subset(dataset: LabelledImages, size: Optional[int], seed: int) -> Subset:
     """``size`` images drawn at random (seeded) across the whole dataset; all when ``size`` is None."""
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return Subset(dataset, order[:size].tolist() if size else order.tolist())
@@ -121,7 +121,7 @@ def quantize(model: nn.Module, calib_data: str | os.PathLike, output: str | os.P
         raise GhostzooError("QAT (--qat-epochs) needs --train-data DIR")
     cfg = model.pretrained_cfg
     transform = create_transform(cfg)
-    calib = _subset(calibration_set(calib_data, calib_split, transform), calib_size, seed)
+    calib = random_subset(calibration_set(calib_data, calib_split, transform), calib_size, seed)
     qmodel = prepare(model, observer, keep_float)
     seen = calibrate(qmodel, (batch for batch, _, _ in _loader(calib, CALIBRATION_BATCH, workers)
                               if batch is not None))
@@ -141,7 +141,7 @@ def quantize(model: nn.Module, calib_data: str | os.PathLike, output: str | os.P
     report.check_data = str(calib_data)
     if check_split is not None:
         dataset = build_dataset(calib_data, check_split, transform)
-        loader = _loader(_subset(dataset, check_size, seed), batch_size, workers)
+        loader = _loader(random_subset(dataset, check_size, seed), batch_size, workers)
         report.check_split = check_split
         report.check = compare(model, int8, loader, dataset_target_map(dataset, int8.num_classes), progress=progress)
     else:
