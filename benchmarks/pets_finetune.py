@@ -22,6 +22,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def finetune_command(data: str, run_dir: Path, epochs: int, img_size: int, lr: float) -> list:
+    """The ``ghostzoo train`` command that fine-tunes ``ghostnet_100.imagenette`` to the 37 breeds."""
+    from ghostzoo.checkpoints import pretrained_source
+    from ghostzoo.registry import get_pretrained_cfg
+
+    start = pretrained_source(get_pretrained_cfg("ghostnet_100.imagenette"))
+    return ["ghostzoo", "train", "ghostnet_100", "--data", data, "--val-split", "test",
+            "--checkpoint", start, "--num-classes", "37", "--epochs", str(epochs),
+            "--img-size", str(img_size), "--batch-size", "32", "--lr", str(lr),
+            "--warmup-epochs", "1", "--output-dir", str(run_dir)]
+
+
+def run_ghostzoo(cmd: list) -> None:
+    """Run a ``ghostzoo ...`` command line with this interpreter, echoing it."""
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run([sys.executable, "-m", "ghostzoo", *cmd[1:]], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "oxford-pets-sample"))
@@ -32,21 +50,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from ghostzoo._io import write_json_atomic, write_text_atomic
-    from ghostzoo.checkpoints import pretrained_source
-    from ghostzoo.registry import get_pretrained_cfg
 
-    start = pretrained_source(get_pretrained_cfg("ghostnet_100.imagenette"))
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "pets"
-        train = ["ghostzoo", "train", "ghostnet_100", "--data", args.data, "--val-split", "test",
-                 "--checkpoint", start, "--num-classes", "37", "--epochs", str(args.epochs),
-                 "--img-size", str(args.img_size), "--batch-size", "32", "--lr", str(args.lr),
-                 "--warmup-epochs", "1", "--output-dir", str(run)]
+        train = finetune_command(args.data, run, args.epochs, args.img_size, args.lr)
+        start = train[train.index("--checkpoint") + 1]
         validate = ["ghostzoo", "validate", "ghostnet_100", "--checkpoint", str(run / "best.pth"),
                     "--data", args.data, "--split", "test", "--output", str(Path(tmp) / "val.json")]
         for cmd in (train, validate):
-            print("+", " ".join(cmd), flush=True)
-            subprocess.run([sys.executable, "-m", "ghostzoo", *cmd[1:]], check=True)
+            run_ghostzoo(cmd)
         history = json.loads((run / "summary.json").read_text())["history"]
         val = json.loads((Path(tmp) / "val.json").read_text())
 

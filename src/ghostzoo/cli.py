@@ -21,6 +21,7 @@ from .errors import GhostzooError
 from .factory import create_model
 from .inference import Predictor, demo_images, resolve_device, true_label
 from .profile import profile_model
+from .quantization.observers import OBSERVERS
 from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg, list_models
 
 
@@ -221,6 +222,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantization import check_family, check_output
+    from .quantization.workflow import quantize
+
+    check_family(args.model)
+    check_output(args.output)
+    if args.checkpoint is not None and is_exported(args.checkpoint):
+        raise GhostzooError("--checkpoint must hold float PyTorch weights, not an exported file")
+    model = _load_for_inference(args)
+    report = quantize(model, args.calib_data, args.output, calib_split=args.calib_split, calib_size=args.calib_size,
+                      observer=args.observer, keep_float=args.keep_float, qat_epochs=args.qat_epochs,
+                      train_data=args.train_data, lr=args.lr, batch_size=args.batch_size,
+                      check_split=None if args.check_split.lower() == "none" else args.check_split,
+                      check_size=args.check_size, workers=args.workers, seed=args.seed, qat_dir=args.qat_dir,
+                      train_split=args.train_split, val_split=args.val_split, progress=True)
+    how = f"{report.observer} observer, {report.calibration_images} calibration images"
+    how += f", {report.qat_epochs} QAT epochs" if report.qat_epochs else ""
+    how += f", float: {', '.join(report.keep_float)}" if report.keep_float else ""
+    print(f"{model.pretrained_cfg.name} -> int8 ({how}): {report.output} ({report.file_bytes / 1e6:.2f} MB)")
+    check = report.check
+    accuracy = (f"fp32 top-1 {check.fp32_top1:.2f}  int8 top-1 {check.int8_top1:.2f}  "
+                if check.fp32_top1 is not None else "")
+    print(f"on {report.check_data} {report.check_split} ({check.images} images): {accuracy}"
+          f"top-1 agreement {check.agreement:.2f}%")
+    if args.output_json:
+        write_json_atomic(args.output_json, report.to_dict())
+    return 0
+
+
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer no smaller than ``minimum``."""
 
@@ -305,7 +335,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghostzoo", description="Huawei Noah's efficient backbones: "
-                                     "list, inspect, predict, profile.")
+                                     "list, inspect, predict, profile, quantize.")
     parser.add_argument("--version", action="version", version=f"ghostzoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -432,6 +462,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="where NAME.csv, NAME.md and NAME.png go")
     p.add_argument("--name", default="benchmark", help="file name stem (default: benchmark)")
     p.add_argument("--notes", metavar="FILE.md", help="Markdown put under the title of NAME.md")
+
+    p = add("quantize", cmd_quantize, "int8: post-training quantization, optionally quantization-aware "
+            "fine-tuning, into an ONNX file that validate / predict / benchmark accept", json_flag="--output-json")
+    p.add_argument("model", help="a CNN: GhostNet v1/v2/v3, Ghost-ResNet, G-Ghost RegNet, TinyNet, LegoNet, "
+                   "Versatile filters")
+    p.add_argument("--output", required=True, metavar="MODEL_INT8.onnx", help="the int8 file to write")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="float weights (default: the released ones)")
+    p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--calib-data", required=True, metavar="DIR",
+                   help="calibration images: a dataset folder in any layout validate reads, or a folder of images")
+    p.add_argument("--calib-split", default="train", help="split of --calib-data to calibrate on (default: train)")
+    p.add_argument("--calib-size", type=_positive_int, default=256, help="images drawn at random (default: 256)")
+    p.add_argument("--observer", choices=sorted(OBSERVERS), default="minmax",
+                   help="activation ranges: min-max, 99.99th percentile, or least squared error (default: minmax)")
+    p.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                   help="leave the modules matching this pattern (fnmatch, repeatable) in float, e.g. 'conv_stem'")
+    p.add_argument("--qat-epochs", type=_non_negative_int, default=0,
+                   help="quantization-aware fine-tuning epochs after calibration (default: 0, PTQ only)")
+    p.add_argument("--train-data", metavar="DIR", help="dataset to fine-tune on (needed with --qat-epochs)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val", help="split the QAT epochs are validated on")
+    p.add_argument("--lr", type=float, help="QAT learning rate (default: 1/100 of the training recipe's)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--qat-dir", metavar="DIR", help="keep the QAT checkpoints here (default: a temporary folder)")
+    p.add_argument("--check-split", default="val", help="split of --calib-data on which float and int8 are "
+                   "compared; 'none': agreement on the calibration images")
+    p.add_argument("--check-size", type=_positive_int, help="images of --check-split to compare on (default: all)")
+    p.add_argument("--workers", type=_non_negative_int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="draws the calibration and check images, seeds QAT")
 
     p = add("profile", cmd_profile, "parameters and MACs, in total and per stage")
     p.add_argument("model")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data import build_dataset, collate_skipping, create_transform, imagenet_target_map
+from ..data import LabelledImages, build_dataset, collate_skipping, create_transform, imagenet_target_map
 from ..errors import GhostzooError
 from ..inference import resolve_device
 from ._runtime import autocast, to_memory_format
@@ -79,6 +79,17 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = 
                       seen / elapsed, per_class, skipped)
 
 
+def dataset_target_map(dataset: LabelledImages, num_outputs: int) -> Optional[List[int]]:
+    """Model output index of each dataset label, None when they are the same (see :func:`evaluate`)."""
+    if dataset.layout == "ilsvrc-val" or len(dataset.classes) == num_outputs:
+        return None
+    target_map = imagenet_target_map(dataset.classes) if num_outputs == 1000 else None
+    if target_map is None:
+        raise GhostzooError(f"the dataset has {len(dataset.classes)} classes but the model predicts "
+                            f"{num_outputs}; pass a checkpoint trained on it (or --num-classes when training)")
+    return target_map
+
+
 def validate(model: nn.Module, data: str | os.PathLike, split: str = "val", labels: Optional[str] = None,
              batch_size: int = 64, workers: int = 2, device: str = "cpu", amp: Optional[str] = None,
              channels_last: bool = True, progress: bool = False) -> EvalResult:
@@ -86,13 +97,7 @@ def validate(model: nn.Module, data: str | os.PathLike, split: str = "val", labe
     dev = resolve_device(device)
     cfg = model.pretrained_cfg
     dataset = build_dataset(data, split, create_transform(cfg), labels=labels)
-    num_outputs = getattr(model, "num_classes", cfg.num_classes)
-    target_map = None
-    if dataset.layout != "ilsvrc-val" and len(dataset.classes) != num_outputs:
-        target_map = imagenet_target_map(dataset.classes) if num_outputs == 1000 else None
-        if target_map is None:
-            raise GhostzooError(f"the dataset has {len(dataset.classes)} classes but the model predicts "
-                                f"{num_outputs}; pass a checkpoint trained on it (or --num-classes when training)")
+    target_map = dataset_target_map(dataset, getattr(model, "num_classes", cfg.num_classes))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate_skipping, pin_memory=dev.type == "cuda")
     model = model.to(dev)

@@ -206,8 +206,13 @@ def _build_loss(cfg: TrainConfig, mixup_active: bool) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=cfg.smoothing or 0.0)
 
 
-def train(cfg: TrainConfig) -> Dict[str, Any]:
-    """Train (or fine-tune) ``cfg.model`` on ``cfg.data``; returns the run summary (also summary.json)."""
+def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]:
+    """Train (or fine-tune) ``cfg.model`` on ``cfg.data``; returns the run summary (also summary.json).
+
+    ``model``: train this module (in place) instead of building ``cfg.model``, e.g. the fake-quantized
+    model of quantization-aware training; ``cfg.model`` then only names the preprocessing, and
+    ``cfg.checkpoint``, ``num_classes`` and the drop rates are not used. It keeps its own cfg.
+    """
     from timm.data import Mixup
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
@@ -240,16 +245,22 @@ def train(cfg: TrainConfig) -> Dict[str, Any]:
     class_names = readable_class_names(train_set.classes)  # what predict will print
 
     _seed_everything(cfg.seed, epoch=-1, rank=0)  # the same initial weights on every rank and every run
-    model_kwargs: Dict[str, Any] = {"drop_rate": cfg.drop_rate}
-    if cfg.drop_path_rate:
-        model_kwargs["drop_path_rate"] = cfg.drop_path_rate
-    model = create_model(cfg.model, checkpoint_path=None if cfg.resume else cfg.checkpoint,
-                         num_classes=num_classes, **model_kwargs)
-    model.pretrained_cfg = dataclasses.replace(
-        model.pretrained_cfg, tag="trained", url="", hf_hub_id="", num_classes=num_classes,
-        input_size=(pcfg.input_size[0], img_size, img_size), class_names=tuple(class_names),
-        label_names="", published=dataclasses.replace(model.pretrained_cfg.published, top1=None, top5=None,
-                                                      source=""))
+    if model is not None:
+        outputs = getattr(model, "num_classes", None)
+        if outputs != len(train_set.classes):
+            raise GhostzooError(f"the model predicts {outputs} classes but {cfg.data} has {len(train_set.classes)}")
+        num_classes = outputs
+    else:
+        model_kwargs: Dict[str, Any] = {"drop_rate": cfg.drop_rate}
+        if cfg.drop_path_rate:
+            model_kwargs["drop_path_rate"] = cfg.drop_path_rate
+        model = create_model(cfg.model, checkpoint_path=None if cfg.resume else cfg.checkpoint,
+                             num_classes=num_classes, **model_kwargs)
+        model.pretrained_cfg = dataclasses.replace(
+            model.pretrained_cfg, tag="trained", url="", hf_hub_id="", num_classes=num_classes,
+            input_size=(pcfg.input_size[0], img_size, img_size), class_names=tuple(class_names),
+            label_names="", published=dataclasses.replace(model.pretrained_cfg.published, top1=None, top5=None,
+                                                          source=""))
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

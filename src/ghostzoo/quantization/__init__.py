@@ -14,10 +14,14 @@ One fake-quantized PyTorch model (:func:`prepare`) is the source of truth for bo
 same export (:func:`export_int8`).
 """
 
-from .api import calibration_batches, export_int8, quantize_to_onnx
+from .api import calibration_batches, check_output, export_int8, quantize_to_onnx
 from .observers import OBSERVERS
-from .prepare import (SUPPORTED_FAMILIES, QuantSpec, UnsupportedModelError, calibrate, check_supported,
-                      prepare, set_quantization)
+from .prepare import (SUPPORTED_FAMILIES, QuantSpec, UnsupportedModelError, calibrate, check_family,
+                      check_supported, deploy_form, prepare)
+from .qat import finetune, qat_learning_rate
+from .workflow import Agreement, QuantizeReport, compare, quantize, random_subset
 
-__all__ = ["quantize_to_onnx", "prepare", "calibrate", "export_int8", "calibration_batches", "set_quantization",
-           "check_supported", "QuantSpec", "UnsupportedModelError", "SUPPORTED_FAMILIES", "OBSERVERS"]
+__all__ = ["quantize_to_onnx", "quantize", "prepare", "calibrate", "finetune", "export_int8", "compare",
+           "calibration_batches", "deploy_form", "check_supported", "check_family",
+           "check_output", "qat_learning_rate", "random_subset", "QuantSpec", "QuantizeReport", "Agreement",
+           "UnsupportedModelError", "SUPPORTED_FAMILIES", "OBSERVERS"]

@@ -20,6 +20,7 @@ CALIBRATION_BATCH = 32
 
 
 def check_output(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a one-line error before any work when it is not an ``.onnx`` file."""
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         raise GhostzooError(f"the int8 model is written as ONNX: --output must end in .onnx, not {path.name!r}")

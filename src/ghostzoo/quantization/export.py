@@ -1,7 +1,7 @@
 """The int8 file: ONNX in QDQ form, with ghostzoo metadata, that ONNX Runtime runs on int8 kernels.
 
 ``torch.onnx.export`` writes every fake quantizer as a ``QuantizeLinear -> DequantizeLinear`` pair,
-with the weights still float. :func:`export_int8_onnx` then makes it the file a QDQ runtime expects:
+with the weights still float. :func:`int8_proto` then makes it the file a QDQ runtime expects:
 
 * weight ``QuantizeLinear`` nodes are evaluated once: the file stores int8 weights (a quarter of
   the float size) feeding ``DequantizeLinear`` (zero point 0, one scale per output channel);
@@ -14,12 +14,14 @@ with the weights still float. :func:`export_int8_onnx` then makes it the file a 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -27,7 +29,7 @@ import torch.nn as nn
 
 from ..deploy.runtime import write_onnx_metadata
 from ..errors import GhostzooError
-from .fake_quant import _WeightFakeQuant, weight_scales
+from .fake_quant import WeightFakeQuant, weight_scales
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -74,23 +76,27 @@ def _quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, a
 
 
 def _fold_weight_quantization(graph: Any) -> int:
-    """Replace every ``QuantizeLinear`` of constants by the constant integer tensor it computes."""
+    """Replace every ``QuantizeLinear`` of constants by the integer tensor it computes, named after
+    its float source (``conv_stem.weight`` -> ``conv_stem.weight_int8``)."""
     from onnx import numpy_helper
 
     consts = _constants(graph)
-    keep, folded = [], 0
+    keep, rename = [], {}
     for node in graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
         if node.op_type == "QuantizeLinear" and all(i in consts for i in node.input):
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             q = _quantize_linear(*(consts[i] for i in node.input), axis=axis)
-            graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
-            consts[node.output[0]] = q
-            folded += 1
+            name = f"{node.input[0]}_{q.dtype}"
+            while name in consts:  # the exporter shares one initializer between equal weights
+                name += "_"
+            graph.initializer.append(numpy_helper.from_array(q, name))
+            consts[name], rename[node.output[0]] = q, name
         else:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
-    return folded
+    return len(rename)
 
 
 def _quantize_biases(graph: Any) -> int:
@@ -139,17 +145,36 @@ def _drop_unused_initializers(graph: Any) -> None:
     graph.initializer.extend(keep)
 
 
+@contextlib.contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """The TorchScript exporter always prints its whole IR graph from C++ when it fails (its log
+    switch is tested as a function object, hence always on); the failure is reported as one line
+    instead, so the process's stdout and stderr are closed to it meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
     """``torch.onnx.export`` of ``model`` (dynamic batch) into memory; returns the ``ModelProto``."""
     import onnx
 
-    for m in model.modules():
-        if isinstance(m, _WeightFakeQuant):
+    for m in model.modules():  # the scales of the weights as they are now (an optimizer step may follow
+        if isinstance(m, WeightFakeQuant):  # the last forward), fixed while the export traces them
             m.weight_scale.copy_(weight_scales(m.weight))
     model = model.eval()
     buffer = io.BytesIO()
     example = torch.zeros(1, in_chans, input_size, input_size)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _native_output_silenced():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         try:
             torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET,

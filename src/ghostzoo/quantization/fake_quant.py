@@ -36,20 +36,17 @@ class ActivationFakeQuant(nn.Module):
 
     ``observing``: the input passes unchanged and the observer records it (calibration);
     :meth:`freeze` turns the observed range into ``scale`` / ``zero_point`` (buffers, saved with the
-    model) and switches to quantizing. ``enabled=False`` passes everything through (the float model).
+    model) and switches to quantizing.
     """
 
     def __init__(self, observer: Observer) -> None:
         super().__init__()
         self.observer = observer
         self.observing = True
-        self.enabled = True
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.enabled:
-            return x
         if self.observing:
             self.observer.update(x)
             return x
@@ -67,7 +64,7 @@ class ActivationFakeQuant(nn.Module):
         return f"{type(self.observer).__name__}, {state}"
 
 
-class _WeightFakeQuant:
+class WeightFakeQuant:
     """Mixin for Conv2d / Linear: the weight is fake-quantized on every forward.
 
     The scales follow the weights (they change during QAT) and are kept in the ``weight_scale``
@@ -77,15 +74,11 @@ class _WeightFakeQuant:
 
     weight: nn.Parameter
     weight_scale: torch.Tensor
-    quantize_weight: bool
 
     def _init_weight_quant(self) -> None:
-        self.quantize_weight = True
         self.register_buffer("weight_scale", weight_scales(self.weight))
 
     def quantized_weight(self) -> torch.Tensor:
-        if not self.quantize_weight:
-            return self.weight
         if not torch.onnx.is_in_onnx_export():
             with torch.no_grad():
                 self.weight_scale.copy_(weight_scales(self.weight))
@@ -94,7 +87,7 @@ class _WeightFakeQuant:
                                                       WEIGHT_QMIN, WEIGHT_QMAX)
 
 
-class QuantConv2d(_WeightFakeQuant, nn.Conv2d):
+class QuantConv2d(WeightFakeQuant, nn.Conv2d):
     """``nn.Conv2d`` with int8 per-channel fake-quantized weights."""
 
     @classmethod
@@ -109,7 +102,7 @@ class QuantConv2d(_WeightFakeQuant, nn.Conv2d):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
-class QuantLinear(_WeightFakeQuant, nn.Linear):
+class QuantLinear(WeightFakeQuant, nn.Linear):
     """``nn.Linear`` with int8 per-channel fake-quantized weights."""
 
     @classmethod

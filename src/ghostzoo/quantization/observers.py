@@ -56,7 +56,7 @@ class MinMaxObserver(Observer):
 class HistogramObserver(Observer):
     """A histogram of every observed value over ``[-R, R]``, ``R`` doubling as values grow."""
 
-    bins = 4096  # over [-R, R]; half of them for each sign
+    bins = 8192  # over [-R, R]; half of them for each sign
 
     def __init__(self) -> None:
         super().__init__()

@@ -28,7 +28,7 @@ import fnmatch
 import operator
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import torch
 import torch.fx
@@ -41,7 +41,7 @@ from ..errors import GhostzooError
 from ..layers.lego_conv import LegoConv2d
 from ..layers.vconv import VConv2d
 from ..registry import get_model_entry
-from .fake_quant import ActivationFakeQuant, quantize_module
+from .fake_quant import ActivationFakeQuant, WeightFakeQuant, quantize_module
 from .observers import create_observer
 
 SUPPORTED_FAMILIES = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet", "g_ghost_regnet", "tinynet",
@@ -57,7 +57,8 @@ _FUSED_ACTIVATIONS = {nn.ReLU, nn.ReLU6, F.relu, torch.relu, F.relu6, "relu"}
 # Steps that only move values: they keep their input's quantization.
 _SHAPE_OPS = {nn.Flatten, nn.MaxPool2d, torch.flatten, torch.reshape, operator.getitem, F.max_pool2d,
               "flatten", "view", "reshape", "permute", "squeeze", "unsqueeze", "transpose"}
-# Steps that do nothing in eval mode; removed from the graph so they hide no ReLU from its producer.
+# Steps that do nothing in eval mode; removed from the graph so they hide no ReLU from its producer
+# (QAT, a short fine-tune, then runs without dropout).
 _NO_OPS = {nn.Identity, nn.Dropout, F.dropout, "contiguous"}
 _VALUE_OPS = ("placeholder", "call_module", "call_function", "call_method")
 
@@ -73,17 +74,22 @@ class QuantSpec:
     activation_quantizers: int = 0
 
 
+def check_family(name: str) -> str:
+    """The family of the registered model ``name``; raises :class:`UnsupportedModelError` if it has no int8 path."""
+    entry = get_model_entry(name)
+    if entry.family not in SUPPORTED_FAMILIES:
+        raise UnsupportedModelError(f"{entry.name} ({entry.family}) has no int8 path; supported families: "
+                                    f"{', '.join(SUPPORTED_FAMILIES)}")
+    return entry.family
+
+
 def check_supported(model: nn.Module) -> str:
     """The family of ``model``; raises :class:`UnsupportedModelError` for the others."""
     cfg = getattr(model, "pretrained_cfg", None)
     if cfg is None or not cfg.architecture:
         raise GhostzooError("int8 quantization takes a ghostzoo model (from create_model); this one has no "
                             "pretrained_cfg")
-    family = get_model_entry(cfg.architecture).family
-    if family not in SUPPORTED_FAMILIES:
-        raise UnsupportedModelError(f"{cfg.architecture} ({family}) has no int8 path; supported families: "
-                                    f"{', '.join(SUPPORTED_FAMILIES)}")
-    return family
+    return check_family(cfg.architecture)
 
 
 def _split_norm_act(model: nn.Module) -> None:
@@ -201,8 +207,8 @@ def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str
 
     # 1. weights
     for n in nodes:
-        if n.op != "call_module":
-            continue
+        if n.op != "call_module" or n.target in spec.float_layers or isinstance(gm.get_submodule(n.target), WeightFakeQuant):
+            continue  # a module called more than once is converted once
         quantized = None if n in kept else quantize_module(modules[n.target])
         if quantized is not None:
             gm.set_submodule(n.target, quantized)
@@ -240,6 +246,8 @@ def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str
             gm.add_submodule(name, ActivationFakeQuant(create_observer(observer)))
             quantizers.add(_insert_after(gm, n, name))
             spec.activation_quantizers += 1
+    for p in gm.parameters():
+        p.requires_grad_(True)  # BatchNorm folding leaves the new biases frozen; QAT trains them
     gm.graph.lint()
     gm.recompile()
     gm.pretrained_cfg = cfg
@@ -273,7 +281,7 @@ def activation_quantizers(model: nn.Module) -> List[ActivationFakeQuant]:
 
 
 @torch.no_grad()
-def calibrate(model: torch.fx.GraphModule, batches: Sequence[torch.Tensor] | object) -> int:
+def calibrate(model: torch.fx.GraphModule, batches: Iterable[torch.Tensor]) -> int:
     """Observe the activations over ``batches`` (tensors of images), then fix every quantizer's grid.
 
     Returns the number of images seen.
@@ -291,9 +299,3 @@ def calibrate(model: torch.fx.GraphModule, batches: Sequence[torch.Tensor] | obj
     for q in quantizers:
         q.freeze()
     return seen
-
-
-def set_quantization(model: nn.Module, enabled: bool) -> None:
-    """Switch the activation quantizers off (float activations) or back on."""
-    for q in activation_quantizers(model):
-        q.enabled = enabled
