@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import ghostzoo  # noqa: E402
 from ghostzoo.deploy import export_model  # noqa: E402
-from ghostzoo.deploy.runtime import OnnxRuntimeModel, OpenVinoModel  # noqa: E402
+from ghostzoo.deploy.runtime import OnnxRuntimeModel  # noqa: E402
 
 from _report import markdown_table, save_figure, write_csv  # noqa: E402
 

@@ -24,7 +24,7 @@ from ghostzoo.inference import demo_images
 from ghostzoo.quantization import (UnsupportedModelError, calibrate, deploy_form, export_int8, finetune, prepare,
                                    quantize_to_onnx)
 from ghostzoo.quantization.export import int8_proto, save_proto
-from ghostzoo.quantization.fake_quant import ActivationFakeQuant, QuantConv2d
+from ghostzoo.quantization.fake_quant import QuantConv2d
 from ghostzoo.quantization.observers import MinMaxObserver, MSEObserver, PercentileObserver, qparams
 
 from conftest import DATA_DIR, require
@@ -232,7 +232,7 @@ def test_quantize_command_end_to_end(tmp_path, capsys):
     out, report = tmp_path / "int8.onnx", tmp_path / "report.json"
     code = main(["quantize", "ghostnet_100.imagenette", "--calib-data", str(require(IMAGENETTE)), "--calib-size", "16",
                  "--observer", "mse", "--check-size", "24", "--workers", "0", "--output", str(out),
-                 "--output-json", str(report)])
+                 "--report", str(report)])
     assert code == 0
     printed = capsys.readouterr().out
     result = json.loads(report.read_text())

@@ -246,8 +246,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 if check.fp32_top1 is not None else "")
     print(f"on {report.check_data} {report.check_split} ({check.images} images): {accuracy}"
           f"top-1 agreement {check.agreement:.2f}%")
-    if args.output_json:
-        write_json_atomic(args.output_json, report.to_dict())
+    if args.report:
+        write_json_atomic(args.report, report.to_dict())
     return 0
 
 
@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", metavar="FILE.md", help="Markdown put under the title of NAME.md")
 
     p = add("quantize", cmd_quantize, "int8: post-training quantization, optionally quantization-aware "
-            "fine-tuning, into an ONNX file that validate / predict / benchmark accept", json_flag="--output-json")
+            "fine-tuning, into an ONNX file that validate / predict / benchmark accept", json_flag="--report")
     p.add_argument("model", help="a CNN: GhostNet v1/v2/v3, Ghost-ResNet, G-Ghost RegNet, TinyNet, LegoNet, "
                    "Versatile filters")
     p.add_argument("--output", required=True, metavar="MODEL_INT8.onnx", help="the int8 file to write")
