@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -42,6 +43,9 @@ from _report import markdown_table, save_figure, write_csv  # noqa: E402
 from pets_finetune import finetune_command, run_ghostzoo  # noqa: E402
 
 BARS = {"ptq_drop": 1.0, "qat_drop": 0.3, "bs1_speedup": 1.8}
+CONV_OPS = ("Conv", "FusedConv", "QLinearConv")
+DEPTHWISE_NODE = re.compile(r"cheap_operation|conv_dw|shortcut\.0")
+SYMMETRIC_DEPTHWISE_CHANNELS = 16  # ONNX Runtime's x86 int8 depthwise kernel: channel counts it takes
 COLUMNS = ["dataset", "model", "observer", "qat_epochs", "images", "top1", "top5", "drop",
            "bs1_ms", "bs32_ms", "bs1_speedup", "bs32_speedup", "file_mb"]
 
@@ -160,7 +164,10 @@ def op_profile(path: Path, size: int, threads: int, runs: int = 200) -> Dict[str
     totals: Dict[str, float] = defaultdict(float)
     for event in json.loads(trace.read_text()):
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[event["args"]["op_name"]] += event["dur"] / 1e3 / runs
+            op = event["args"]["op_name"]
+            if op in CONV_OPS:  # GhostNet's depthwise convolutions keep their module names in the node names
+                op += " (depthwise)" if DEPTHWISE_NODE.search(event["name"]) else " (dense)"
+            totals[op] += event["dur"] / 1e3 / runs
     trace.unlink()
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
@@ -255,7 +262,8 @@ def main() -> None:
         pets_qat = dict(qat_args, batch_size=32, val_split="test")
         pets_rows = flow("oxford-pets-sample", pets_model, args.pets, "train", "test", work / "pets", args,
                          args.pets_qat_epochs, pets_qat)
-    write_report(rows, pets_rows, lat, profiles, graphs, args)
+    depthwise = [m.groups for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
+    write_report(rows, pets_rows, lat, profiles, graphs, depthwise, args)
 
 
 def _verdict(ok: bool) -> str:
@@ -263,7 +271,7 @@ def _verdict(ok: bool) -> str:
 
 
 def write_report(rows: List[Dict], pets_rows: List[Dict], lat: Dict, profiles: Dict, graphs: Dict,
-                 args: argparse.Namespace) -> None:
+                 depthwise: List[int], args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -330,6 +338,8 @@ def write_report(rows: List[Dict], pets_rows: List[Dict], lat: Dict, profiles: D
         "Where the batch-1 time goes (ORT profiler, ms per run by operator type):",
         "",
         markdown_table(profile_rows, ["op", "fp32_ms", "int8_ms"]),
+        _depthwise_note(depthwise),
+        "",
         *(["## Oxford-IIIT Pet sample (test split: only 74 images, one image = 1.35 points)", "",
            f"`ghostnet_100.imagenette` fine-tuned to the 37 breeds by `ghostzoo train` ({args.pets_epochs} epochs, "
            "as `benchmarks/pets_finetune.py`), then the same int8 flow; calibration on the train split, "
@@ -362,6 +372,16 @@ def write_report(rows: List[Dict], pets_rows: List[Dict], lat: Dict, profiles: D
     ax2.legend()
     save_figure(fig, out / "int8.png")
     print(text)
+
+
+def _depthwise_note(channels: List[int]) -> str:
+    odd = sorted({c for c in channels if c % SYMMETRIC_DEPTHWISE_CHANNELS})
+    count = sum(c % SYMMETRIC_DEPTHWISE_CHANNELS != 0 for c in channels)
+    return (f"GhostNet 1.0x has {len(channels)} depthwise convolutions; {count} of them have a channel count that "
+            f"is not a multiple of {SYMMETRIC_DEPTHWISE_CHANNELS} ({', '.join(map(str, odd))}). ONNX Runtime's x86 "
+            f"symmetric int8 depthwise kernel takes multiples of {SYMMETRIC_DEPTHWISE_CHANNELS} only; the others "
+            "run its generic int8 depthwise loop. The `(depthwise)` and `(dense)` rows above split the "
+            "convolution time of both graphs.")
 
 
 def _ort_version() -> str:
