@@ -22,7 +22,8 @@ them too, wherever they apply):
 - ``... ORT tuned``: the same two files with the session options below (``--ort-threads``, sequential
   execution, all graph optimisations, spinning on);
 - ``... OpenVINO fp32`` / ``bf16``: the ONNX files compiled by OpenVINO for the CPU, LATENCY hint,
-  inference precision f32 or bf16 (AVX512-BF16);
+  subnormals flushed to zero (as ``ghostzoo.deploy.runtime.OpenVinoModel`` does), inference precision
+  f32 or bf16 (AVX512-BF16);
 - ``ghostzoo int8, ORT`` / ``OpenVINO``: the int8 QDQ ONNX of ``ghostzoo.quantization.quantize_to_onnx``
   (per-channel int8 weights, uint8 activations), calibrated on real ImageNet validation images with
   the model's eval preprocessing, and its OpenVINO IR (``ghostzoo export --int8``).
@@ -120,7 +121,8 @@ def openvino_run(path: Path, precision: str, threads: int) -> Run:
 
     core = ov.Core()
     compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                                                     "INFERENCE_PRECISION_HINT": precision})
+                                                     "INFERENCE_PRECISION_HINT": precision,
+                                                     "CPU_DENORMALS_OPTIMIZATION": True})
     request = compiled.create_infer_request()
     return lambda x: request.infer([x], share_inputs=True)
 
@@ -152,7 +154,7 @@ def build(args: argparse.Namespace, work: Path) -> List[Contender]:
     eager = lambda _x: timm_model(torch.from_numpy(_x))  # noqa: E731
     t = args.threads
     tuned = f"intra_op_num_threads={t}, sequential, ORT_ENABLE_ALL, spinning"
-    ov_settings = f"LATENCY hint, {t} threads, inference precision"
+    ov_settings = f"LATENCY hint, {t} threads, denormals flushed, inference precision"
     contenders = [
         Contender("timm eager", "timm", "PyTorch eager", "fp32", f"torch.no_grad, {t} threads", eager),
         Contender("timm ONNX, ORT default", "timm", "ONNX Runtime", "fp32", "default session", ort_run(timm_onnx, False, t)),
@@ -192,7 +194,7 @@ def int8_contenders(model: torch.nn.Module, work: Path, args: argparse.Namespace
                   f"QDQ int8 ({len(calib)} calibration images, {args.observer}); intra_op_num_threads={t}, sequential",
                   ort_run(int8_onnx, True, t)),
         Contender("ghostzoo int8, OpenVINO", "ghostzoo", "OpenVINO", "int8",
-                  f"IR from the QDQ file; LATENCY hint, {t} threads", openvino_run(int8_xml, "f32", t)),
+                  f"IR from the QDQ file; LATENCY hint, {t} threads, denormals flushed", openvino_run(int8_xml, "f32", t)),
     ]
 
 
@@ -256,10 +258,16 @@ def report(contenders: List[Contender], peaks: Dict[str, float], args: argparse.
         ratio = row["speedup_vs_timm_ort"]
         lines.append(f"- {text}: **{'met' if ratio >= need else 'NOT met'}** - {row['contender']} "
                      f"{row['median_ms']:.2f} ms vs {1e3 * baseline:.2f} ms, {ratio:.2f}x")
-    timm_best = min((r for r in rows if r["source"] == "timm" and r["precision"] == "fp32"), key=lambda r: r["median_ms"])
-    lines += ["", f"For fairness: timm's own file under the best fp32 settings here ({timm_best['contender']}) runs "
-                  f"in {timm_best['median_ms']:.2f} ms; ghostzoo's fastest fp32 export is "
-                  f"{timm_best['median_ms'] / best_fp32['median_ms']:.2f}x that.", ""]
+    timm_rows = [r for r in rows if r["source"] == "timm" and r["contender"] != "timm eager"]
+    timm_fp32 = min((r for r in timm_rows if r["precision"] == "fp32"), key=lambda r: r["median_ms"])
+    timm_low = min((r for r in timm_rows if r["precision"] != "fp32"), key=lambda r: r["median_ms"])
+    lines += ["", "For fairness, timm's own file under the best settings here: "
+                  f"fp32 {timm_fp32['median_ms']:.2f} ms ({timm_fp32['contender']}), ghostzoo's fastest fp32 export "
+                  f"is {timm_fp32['median_ms'] / best_fp32['median_ms']:.2f}x that; {timm_low['precision']} "
+                  f"{timm_low['median_ms']:.2f} ms ({timm_low['contender']}), ghostzoo's fastest bf16 / int8 path is "
+                  f"{timm_low['median_ms'] / best_low['median_ms']:.2f}x that. Most of the gain over the baseline is "
+                  "the runtime and its settings, which a timm user can pick too; ghostzoo ships them as its "
+                  "deploy path.", ""]
     from ghostzoo._io import write_text_atomic
 
     write_text_atomic(out / "deploy_vs_timm.md", "\n".join(lines))
