@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -120,11 +120,29 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _seed_everything(seed: int, epoch: int, rank: int) -> None:
-    s = (seed * 1_000_003 + epoch * 10_007 + rank) % (2 ** 31)
-    random.seed(s)
-    np.random.seed(s)
-    torch.manual_seed(s)
+class EpochSeeds(NamedTuple):
+    """The seeds of one epoch of a run: ``global_`` for Python, NumPy and torch (dropout, and the
+    initial weights at epoch -1), ``sampler`` for the shuffle, ``loader`` for the workers' augmentation.
+
+    Public so that a reference loop can draw the very random numbers ghostzoo's trainer draws
+    (``benchmarks/train_imagenette.py``): a resumed epoch is re-seeded from these alone.
+    """
+
+    global_: int
+    sampler: int
+    loader: int
+
+
+def epoch_seeds(seed: int, epoch: int, rank: int = 0) -> EpochSeeds:
+    return EpochSeeds((seed * 1_000_003 + epoch * 10_007 + rank) % (2 ** 31), seed * 7919 + epoch,
+                      seed * 104_729 + epoch)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -244,7 +262,7 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
     num_classes = cfg.num_classes or len(train_set.classes)
     class_names = readable_class_names(train_set.classes)  # what predict will print
 
-    _seed_everything(cfg.seed, epoch=-1, rank=0)  # the same initial weights on every rank and every run
+    seed_everything(epoch_seeds(cfg.seed, epoch=-1).global_)  # the same initial weights on every rank and run
     if model is not None:
         outputs = getattr(model, "num_classes", None)
         if outputs != len(train_set.classes):
@@ -318,9 +336,10 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
 
     num_updates = start_epoch * steps
     for epoch in range(start_epoch, cfg.epochs):
-        _seed_everything(cfg.seed, epoch, dist_ctx.rank)
-        sampler_gen.manual_seed(cfg.seed * 7919 + epoch)
-        loader_gen.manual_seed(cfg.seed * 104_729 + epoch)
+        seeds = epoch_seeds(cfg.seed, epoch, dist_ctx.rank)
+        seed_everything(seeds.global_)
+        sampler_gen.manual_seed(seeds.sampler)
+        loader_gen.manual_seed(seeds.loader)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         train_model.train()
