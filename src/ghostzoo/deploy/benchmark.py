@@ -493,7 +493,8 @@ def environment(device: str | torch.device, threads: int, budget: TimingBudget,
     return {
         "device": f"{device} ({hardware})",
         "threads": f"{threads} for every backend (torch.set_num_threads, ONNX Runtime intra-op threads, "
-                   "OpenVINO inference threads; OpenVINO with its f32 precision and LATENCY hint)",
+                   "OpenVINO inference threads; OpenVINO with its f32 precision, LATENCY hint and subnormals "
+                   "flushed to zero)",
         "timing": budget.describe() + "; latency = median and p90 of the timed runs, throughput = batch / median",
         "pytorch backends": ("the deploy form (reparameterize: BatchNorm and branches folded)" if reparameterize
                              else "the model as built (not reparameterized)") +
