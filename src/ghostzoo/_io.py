@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,3 +50,21 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[List[Path]]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def console_silenced() -> Iterator[None]:
+    """Send the process's stdout / stderr to /dev/null meanwhile: torch's ONNX exporter prints whole
+    graphs there from C++ when it fails (its log switch is always on), and the user gets one line instead."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)

@@ -20,21 +20,18 @@ OpenVINO (converted; checked against ONNX Runtime running the int8 file): ``int8
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import os
 import shutil
-import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from .._io import atomic_paths
+from .._io import atomic_paths, console_silenced
 from ..errors import GhostzooError
 from ..registry import PretrainedCfg
 from .reparameterize import reparameterize
@@ -150,29 +147,10 @@ def _parity(name: str, run: Callable[[torch.Tensor], torch.Tensor], cases: Seque
     return error
 
 
-@contextlib.contextmanager
-def _console_silenced() -> Iterator[None]:
-    """Send the process's stdout / stderr to /dev/null (torch's exporter prints whole graphs there from
-    C++ when it fails; the user gets one line instead)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-
-
 def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run an exporter without its tracer warnings (about shapes turned into constants: intended here,
     since the exported graph is meant to be static) and with its failures as one-line errors."""
-    with warnings.catch_warnings(), _console_silenced():
+    with warnings.catch_warnings(), console_silenced():
         warnings.simplefilter("ignore")
         try:
             return fn(*args, **kwargs)

@@ -14,20 +14,19 @@ with the weights still float. :func:`int8_proto` then makes it the file a QDQ ru
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..deploy.runtime import write_onnx_metadata
+from .._io import console_silenced
 from ..errors import GhostzooError
 from .fake_quant import WeightFakeQuant, weight_scales
 
@@ -145,25 +144,6 @@ def _drop_unused_initializers(graph: Any) -> None:
     graph.initializer.extend(keep)
 
 
-@contextlib.contextmanager
-def _native_output_silenced() -> Iterator[None]:
-    """The TorchScript exporter always prints its whole IR graph from C++ when it fails (its log
-    switch is tested as a function object, hence always on); the failure is reported as one line
-    instead, so the process's stdout and stderr are closed to it meanwhile."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-
-
 def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
     """``torch.onnx.export`` of ``model`` (dynamic batch) into memory; returns the ``ModelProto``."""
     import onnx
@@ -174,7 +154,7 @@ def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
     model = model.eval()
     buffer = io.BytesIO()
     example = torch.zeros(1, in_chans, input_size, input_size)
-    with warnings.catch_warnings(), torch.no_grad(), _native_output_silenced():
+    with warnings.catch_warnings(), torch.no_grad(), console_silenced():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         try:
             torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET,
