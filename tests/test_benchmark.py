@@ -175,3 +175,32 @@ def test_cli_times_an_exported_file(kind, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["mine.csv", "mine.md", "mine.png"]
     md = (out / "mine.md").read_text()
     assert f"ghostzoo benchmark --checkpoint {path} --backends eager --warmup 1" in md
+
+
+def test_update_measures_again_only_what_it_names(tmp_path, capsys):
+    """--update: a first run writes two models; a second re-times one backend of one of them. The
+    other rows stay as they were (read back from the CSV), the re-timed one is replaced in place, and
+    the report lists both commands."""
+    out = tmp_path / "out"
+    first = ["benchmark", "ghostnet_050", "tinynet_e", "--backends", "eager,onnxruntime", "--input-size", "64",
+             *QUICK_ARGS, "--output-dir", str(out), "--name", "zoo"]
+    assert main(first) == 0
+    with open(out / "zoo.csv", newline="") as f:
+        before = list(csv.DictReader(f))
+    second = ["benchmark", "tinynet_e", "--backends", "onnxruntime", "--input-size", "64", *QUICK_ARGS,
+              "--output-dir", str(out), "--name", "zoo", "--update"]
+    assert main(second) == 0
+    with open(out / "zoo.csv", newline="") as f:
+        after = list(csv.DictReader(f))
+    key = lambda r: (r["model"], r["backend"], r["batch"])  # noqa: E731
+    assert [key(r) for r in after] == [key(r) for r in before]
+    changed = [a for a, b in zip(after, before) if a != b]
+    assert [key(r) for r in changed] == [("tinynet_e", "onnxruntime", "1")]  # timings differ run to run
+    md = (out / "zoo.md").read_text()
+    block = md.split("```bash\n")[1].split("\n```")[0].splitlines()
+    assert len(block) == 2 and block[0].endswith("--name zoo") and block[1].endswith("--update")
+    capsys.readouterr()
+    assert main(["benchmark", "tinynet_e", "--output-dir", str(tmp_path / "none"), "--update"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ghostzoo benchmark: error: --update: no earlier results to update at {tmp_path / 'none'}"
+                   "/benchmark.csv"] and not (tmp_path / "none").exists()

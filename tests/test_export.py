@@ -11,6 +11,8 @@ import torch
 import ghostzoo
 from ghostzoo.cli import main
 from ghostzoo.deploy import ExportError, dynamic_shape_ops, export_model, load_exported
+from ghostzoo.deploy.export import NEIGHBOUR_SLACK
+from ghostzoo.layers import DynamicGraphConv2d
 from ghostzoo.registry import model_entries
 
 from golden import relative_error
@@ -56,6 +58,29 @@ def test_failed_parity_writes_nothing(imagenette_model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("openvino", ".xml")])
+def test_a_graph_that_picks_other_neighbours_fails(tmp_path, monkeypatch, fmt, suffix):
+    """The neighbour-replaying check cannot be passed by a wrong graph: one traced to take the
+    farthest candidates instead of the nearest is refused, and nothing is written."""
+    import ghostzoo.deploy.export as export
+
+    write_onnx, topk = export._write_onnx, torch.Tensor.topk
+
+    def write_farthest(*args, **kwargs):
+        monkeypatch.setattr(torch.Tensor, "topk", lambda t, k, dim=-1, **kw: topk(t, k, dim=dim, largest=False))
+        try:
+            return write_onnx(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(torch.Tensor, "topk", topk)
+
+    monkeypatch.setattr(export, "_write_onnx", write_farthest)
+    torch.manual_seed(0)
+    model = ghostzoo.create_model("pvig_ti_224_gelu", num_classes=10)
+    with pytest.raises(ExportError, match="chooses neighbours that are not the nearest"):
+        export_model(model, fmt, tmp_path / f"m{suffix}", input_size=64)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_export_then_validate_the_file(tmp_path, capsys):
     out = tmp_path / "g.xml"
     assert main(["export", "ghostnet_100.imagenette", "--format", "openvino", "--output", str(out),
@@ -92,6 +117,9 @@ CNN_FAMILIES = {"ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet", "g_ghost
 # with antialiased bicubic interpolation (no ONNX op), the versatile VGGs pool adaptively to 7x7 (ONNX
 # only takes whole pooling factors)
 NATIVE_SIZE_FAMILIES = {"tnt", "pyramid_tnt", "augvit", "versatile_filters"}
+# ViG and Pyramid ViG choose neighbours; at their native size float32 near-ties swap some, which the
+# check must handle (it compares on the file's own choices), so they are exported at that size too
+NEIGHBOUR_FAMILIES = {"vig", "pyramid_vig"}
 
 
 def _smallest_per_family() -> set[str]:
@@ -116,13 +144,18 @@ def test_every_model_exports_to_onnx_with_parity(name, tmp_path):
     entry = model_entries()[name]
     cnn = entry.family in CNN_FAMILIES
     native = entry.default_cfg.input_size[-1]
-    side = native if entry.family in NATIVE_SIZE_FAMILIES else min(64, native)
+    side = native if entry.family in NATIVE_SIZE_FAMILIES | NEIGHBOUR_FAMILIES else min(64, native)
     torch.manual_seed(0)
     model = randomize_batchnorm(ghostzoo.create_model(name))
     report = export_model(model, "onnx", tmp_path / "m.onnx", input_size=side, dynamic_batch=cnn)
     proto = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(proto)
     assert report.max_rel_error <= 1e-4 and report.input_shape == (1, 3, side, side)
+    neighbours = entry.family in NEIGHBOUR_FAMILIES
+    assert (report.neighbour_slack is not None) == neighbours
+    if neighbours:
+        graphs = sum(isinstance(m, DynamicGraphConv2d) for m in model.modules())
+        assert report.neighbour_slack <= NEIGHBOUR_SLACK and report.ops["TopK"] == graphs
     if cnn:
         assert "BatchNormalization" not in report.ops and dynamic_shape_ops(proto) == []
 

@@ -182,6 +182,9 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{', dynamic batch' if report.dynamic_batch else ''})")
     print("parity (max|a-b| / max|ref|): " + ", ".join(f"{k} {v:.2e}" for k, v in report.errors.items()) +
           f"  (tolerance {report.tolerance:g})")
+    if report.neighbour_slack is not None:
+        print(f"neighbours: compared on the file's own k-NN choices, {report.neighbour_slack:.1e} from PyTorch's "
+              "nearest (near-ties; see ghostzoo.deploy.export)")
     if report.ops:
         print(f"graph: {sum(report.ops.values())} nodes, " + (
             f"{len(report.dynamic_ops)} computing on shapes at run time ({', '.join(report.dynamic_ops[:3])}"
@@ -296,7 +299,8 @@ def _backends(text: str) -> list[str]:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .deploy.benchmark import TimingBudget, benchmark, environment, write_report
+    from .deploy.benchmark import (TimingBudget, benchmark, environment, merge_rows, read_rows, report_commands,
+                                   write_report)
 
     if not args.models and not (args.checkpoint and is_exported(args.checkpoint)):
         raise GhostzooError("name a model (or pattern), or pass --checkpoint FILE.onnx to time that file")
@@ -310,12 +314,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                     if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):  # found out now, not after an hour of timing
         raise GhostzooError(f"--output-dir {args.output_dir}: {existing} is not a writable folder")
+    previous_csv = Path(args.output_dir) / f"{args.name}.csv"
+    if args.update and not previous_csv.is_file():
+        raise GhostzooError(f"--update: no earlier results to update at {previous_csv}")
+    previous = read_rows(previous_csv) if args.update else []  # read now: a bad file fails before the timing
     rows = benchmark(models, args.backends, args.batch_sizes, args.device, input_size=args.input_size,
                      checkpoint=args.checkpoint, threads=args.threads, budget=budget, calib_data=args.calib_data,
                      batched_max_gmacs=args.batched_max_gmacs, reparameterize=args.reparameterize, progress=True)
     settings = environment(args.device, rows[0].threads, budget, args.reparameterize)
-    command = shlex.join(["ghostzoo", *args.argv])
-    written = write_report(rows, args.output_dir, args.name, settings, command=command, notes=notes)
+    commands = report_commands(previous_csv.with_suffix(".md")) if args.update else []
+    command = "\n".join([*commands, shlex.join(["ghostzoo", *args.argv])])
+    written = write_report(merge_rows(previous, rows), args.output_dir, args.name, settings, command=command,
+                           notes=notes)
     backends = list(dict.fromkeys(r.backend for r in rows))
     for batch in args.batch_sizes:
         cells = {}
@@ -462,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="where NAME.csv, NAME.md and NAME.png go")
     p.add_argument("--name", default="benchmark", help="file name stem (default: benchmark)")
     p.add_argument("--notes", metavar="FILE.md", help="Markdown put under the title of NAME.md")
+    p.add_argument("--update", action="store_true",
+                   help="measure again only what this run names: the other rows of an existing NAME.csv stay, "
+                        "and NAME.md lists its earlier commands before this one")
 
     p = add("quantize", cmd_quantize, "int8: post-training quantization, optionally quantization-aware "
             "fine-tuning, into an ONNX file that validate / predict / benchmark accept", json_flag="--report")

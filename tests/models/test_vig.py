@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import ghostzoo
-from ghostzoo.layers import DynamicGraphConv2d, knn_graph, max_over_neighbours
+from ghostzoo.layers import DynamicGraphConv2d, knn_graph, max_over_neighbours, neighbour_choices
 from ghostzoo.models.vig import relative_pos_table, resize_relative_pos
 from ghostzoo.profile import profile_model
 
@@ -121,6 +121,31 @@ def test_knn_graph_equals_brute_force_and_caps_to_the_graph(k, dilation, num_key
         d_eff = max(1, min(dilation, num_keys // k_eff))
         assert got.shape == (2, 64, k_eff)
         assert torch.equal(got, _brute_force_neighbours(x, y, k_eff, d_eff, relative_pos))
+
+
+def test_neighbour_choices_record_and_replay():
+    """Replaying a recording reproduces the model exactly; other lists change the logits, and the
+    slack says how far they are from the nearest; a replay of the wrong length or shape is refused."""
+    torch.manual_seed(0)
+    model = ghostzoo.create_model("pvig_ti_224_gelu", num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        with neighbour_choices() as recorded:
+            logits = model(x)
+        assert len(recorded.choices) == 12 and recorded.choices[0].shape == (2, 16 * 16, 9)
+        with neighbour_choices(replay=recorded.choices) as replay:
+            assert torch.equal(model(x), logits)
+        assert replay.slack == 0.0
+        shifted = [c.roll(1, dims=1) for c in recorded.choices]  # each node takes the previous one's list
+        with neighbour_choices(replay=shifted) as replay:
+            assert not torch.allclose(model(x), logits)
+        assert replay.slack > 1e-3
+        too_few = recorded.choices[:-1]
+        with pytest.raises(ValueError, match="more than the 11 graphs"), neighbour_choices(replay=too_few):
+            model(x)
+        with pytest.raises(ValueError, match="shape"), neighbour_choices(replay=[c[:1] for c in recorded.choices]):
+            model(x)
+        assert torch.equal(model(x), logits)  # outside the blocks the model chooses by itself again
 
 
 def test_max_over_neighbours_equals_gather_then_max():

@@ -152,9 +152,12 @@ class OnnxRuntimeModel(ExportedModel):
         self._set_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
         self.input_name = self.session.get_inputs()[0].name
 
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every output of the graph for one batch, the logits first (checks add further outputs)."""
+        return [torch.from_numpy(out) for out in self.session.run(None, {self.input_name: x.contiguous().numpy()})]
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        (out,) = self.session.run(None, {self.input_name: x.contiguous().numpy()})
-        return torch.from_numpy(out)
+        return self.outputs(x)[0]
 
 
 class OpenVinoModel(ExportedModel):
@@ -164,13 +167,14 @@ class OpenVinoModel(ExportedModel):
     (OpenVINO would otherwise pick bf16 on CPUs that have it); ``"bf16"`` for speed. ``hint`` is the
     performance mode (``"LATENCY"`` or ``"THROUGHPUT"``); ``config`` adds any other compile property.
     Subnormal floats are flushed to zero (``CPU_DENORMALS_OPTIMIZATION``, what GPU runtimes do): they
-    move no logit measurably, and arithmetic on them is slow on x86.
+    move no logit measurably, and arithmetic on them is slow on x86. ``probe`` names an op type (e.g.
+    ``"TopK"``) whose last output, at every such op, becomes an extra output of :meth:`outputs`.
     """
 
     kind = "OpenVINO"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, precision: str = "f32",
-                 hint: str = "LATENCY", **config: Any) -> None:
+                 hint: str = "LATENCY", probe: str | None = None, **config: Any) -> None:
         super().__init__(path)
         import openvino as ov
 
@@ -180,6 +184,8 @@ class OpenVinoModel(ExportedModel):
         model = self._open(core.read_model, str(self.path))
         key = [METADATA_KEY]
         self._set_metadata(model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None)
+        if probe:
+            model.add_outputs([op.outputs()[-1] for op in model.get_ordered_ops() if op.get_type_name() == probe])
         properties = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint,
                       "CPU_DENORMALS_OPTIMIZATION": True, **config}
         if threads:
@@ -187,9 +193,13 @@ class OpenVinoModel(ExportedModel):
         self.compiled = self._open(core.compile_model, model, "CPU", properties)
         self.request = self.compiled.create_infer_request()
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every output of the model for one batch, the logits first, then those of ``probe``."""
         out = self.request.infer([x.contiguous().numpy()], share_inputs=True)
-        return torch.from_numpy(out[0].copy())
+        return [torch.from_numpy(out[port].copy()) for port in self.compiled.outputs]
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)[0]
 
 
 def _archive_metadata(extra_files: dict[str, Any]) -> str | None:

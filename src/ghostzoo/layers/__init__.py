@@ -14,7 +14,7 @@ from .ghost import GhostModule
 from .patches import patchify, tokens_to_map, unpatchify
 from .pos_embed import resize_pos_embed, resize_rel_pos_bias, square_grid
 from .graph_conv import DynamicGraphConv2d, MaxRelativeConv2d, max_over_neighbours
-from .knn_graph import knn_graph
+from .knn_graph import knn_graph, neighbour_choices
 from .lego_conv import LegoConv2d
 from .rep_branches import ConvBn, add_rep_branches, fold_bn, fuse_rep_branches, rep_branches_forward
 from .rep_ghost import RepGhostModule
@@ -26,6 +26,6 @@ __all__ = [
     "BlockCirculantLinear", "ConvBn", "ConvBnAct", "DFCAttention", "DynamicGraphConv2d", "GhostModule",
     "LegoConv2d", "MaxRelativeConv2d", "RepGhostModule", "SqueezeExcite", "VConv2d", "add_rep_branches",
     "dot_product_attention", "fold_bn", "fuse_rep_branches", "knn_graph", "make_divisible",
-    "max_over_neighbours", "patchify", "rep_branches_forward", "resize_pos_embed", "resize_rel_pos_bias",
-    "square_grid", "tokens_to_map", "unpatchify", "vgg_features",
+    "max_over_neighbours", "neighbour_choices", "patchify", "rep_branches_forward", "resize_pos_embed",
+    "resize_rel_pos_bias", "square_grid", "tokens_to_map", "unpatchify", "vgg_features",
 ]

@@ -2,13 +2,65 @@
 
 Each node (pixel) of ``x`` is linked to the ``k`` nodes of ``y`` closest to it in feature space,
 taking every ``dilation``-th of the ``k * dilation`` nearest so that deeper layers see further.
+
+Choosing neighbours is discontinuous: where two candidates are nearly tied, float32 rounding (another
+runtime, thread count or kernel) can swap them, and the swap then spreads through the later layers.
+:func:`neighbour_choices` records the choices a model makes, or makes it take given ones, so that an
+exported graph can be compared with PyTorch on the same neighbours (see ``ghostzoo.deploy.export``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, List, Optional, Sequence
 
 import torch
+
+
+class NeighbourChoices:
+    """The neighbour lists (``[B, N, count]`` indices, nearest first) of every k-NN graph built while
+    active, in call order: those the model chose, or, in replay mode, those it was given.
+
+    When replaying, ``slack`` is how far the given lists are from the model's own choice: the largest
+    difference, over nodes and ranks, between the score of the j-th nearest candidate and of the
+    j-th given neighbour (0 when they are the same; near-ties give rounding-sized values).
+    """
+
+    def __init__(self, replay: Optional[Sequence[torch.Tensor]] = None) -> None:
+        self.replay = None if replay is None else list(replay)
+        self.choices: List[torch.Tensor] = []
+        self.slack = 0.0
+
+    def select(self, score: torch.Tensor, count: int) -> torch.Tensor:
+        best = score.topk(count, dim=-1)
+        if self.replay is None:
+            chosen = best.indices
+        else:
+            if len(self.choices) == len(self.replay):
+                raise ValueError(f"the model builds more than the {len(self.replay)} graphs given to replay")
+            chosen = torch.as_tensor(self.replay[len(self.choices)]).to(score.device, torch.long)
+            if chosen.shape != best.indices.shape:
+                raise ValueError(f"graph {len(self.choices)}: replayed neighbours have shape {tuple(chosen.shape)},"
+                                 f" the model needs {tuple(best.indices.shape)}")
+            self.slack = max(self.slack, float((best.values - score.gather(-1, chosen)).abs().max()))
+        self.choices.append(chosen)
+        return chosen
+
+
+_ACTIVE: ContextVar[Optional[NeighbourChoices]] = ContextVar("ghostzoo_neighbour_choices", default=None)
+
+
+@contextmanager
+def neighbour_choices(replay: Optional[Sequence[torch.Tensor]] = None) -> Iterator[NeighbourChoices]:
+    """Record the neighbours every :func:`knn_graph` call chooses meanwhile, or, given ``replay`` (the
+    lists of a recording or of an exported graph's ``TopK`` nodes), use those instead."""
+    session = NeighbourChoices(replay)
+    token = _ACTIVE.set(session)
+    try:
+        yield session
+    finally:
+        _ACTIVE.reset(token)
 
 
 def knn_graph(x: torch.Tensor, y: torch.Tensor, k: int, dilation: int = 1,
@@ -33,5 +85,9 @@ def knn_graph(x: torch.Tensor, y: torch.Tensor, k: int, dilation: int = 1,
         score.mul_(2).sub_(y.square().sum(1, keepdim=True))
         if relative_pos is not None:
             score.sub_(relative_pos)
-        neighbours = score.topk(k * dilation, dim=-1).indices
+        session = _ACTIVE.get()
+        if session is None:
+            neighbours = score.topk(k * dilation, dim=-1).indices
+        else:
+            neighbours = session.select(score, k * dilation)
     return neighbours[..., ::dilation] if dilation > 1 else neighbours
