@@ -123,6 +123,8 @@ def accuracy(path: Path, data: str, split: str, workers: int) -> Dict[str, Any]:
 def _session(path: Path, threads: int, profile: bool = False):
     import onnxruntime as ort
 
+    from ghostzoo.deploy.runtime import ORT_DISABLED_OPTIMIZERS
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -130,7 +132,8 @@ def _session(path: Path, threads: int, profile: bool = False):
     options.log_severity_level = 3
     if profile:
         options.enable_profiling = True
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
 
 
 def latency(paths: Dict[str, Path], size: int, threads: int, runs: Dict[int, int]) -> Dict[str, Dict[int, Dict]]:

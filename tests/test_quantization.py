@@ -18,7 +18,7 @@ from onnx import numpy_helper
 import ghostzoo
 from ghostzoo.cli import main
 from ghostzoo.data import build_dataset, create_transform, find_images, read_image
-from ghostzoo.deploy.runtime import load_exported
+from ghostzoo.deploy.runtime import OnnxRuntimeModel, load_exported
 from ghostzoo.errors import GhostzooError
 from ghostzoo.inference import demo_images
 from ghostzoo.quantization import (UnsupportedModelError, calibrate, deploy_form, export_int8, finetune, prepare,
@@ -41,13 +41,18 @@ def _images(folder: Path, split: str, n: int, transform, seed: int = 0) -> torch
     return torch.stack([dataset[int(i)][0] for i in order])
 
 
-def _optimized_ops(path: Path, tmp_path: Path) -> Counter:
-    """Operator counts of the graph ONNX Runtime actually runs (after its QDQ fusions)."""
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.optimized.onnx")
-    options.log_severity_level = 3
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+def _optimized_ops(path: Path, tmp_path: Path, plain: bool = False) -> Counter:
+    """Operator counts of the graph ONNX Runtime actually runs (after its QDQ fusions) in ghostzoo's
+    session, or with ``plain`` in a default ``onnxruntime.InferenceSession``."""
+    optimized = tmp_path / f"{path.stem}.{'plain' if plain else 'ghostzoo'}.optimized.onnx"
+    if plain:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(optimized)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    else:
+        OnnxRuntimeModel(path, optimized_model_filepath=str(optimized), log_severity_level=3)
+    return Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
 
 
 def _int8_weights(proto) -> dict:
@@ -163,17 +168,22 @@ def test_deploy_form_is_exact_for_lego_and_versatile_convolutions():
 
 
 def test_keep_float_leaves_those_layers_float(tmp_path):
+    """Kept layers stay float in the file and in the graph ghostzoo's ONNX Runtime session runs. A
+    default ORT session would quantize the depthwise ones (read from and written to int8 tensors)
+    itself, which ghostzoo's session does not allow (ORT_DISABLED_OPTIMIZERS)."""
     model = randomize_batchnorm(ghostzoo.create_model("ghostnet_050")).eval()
-    path = quantize_to_onnx(model, torch.randn(4, 3, 64, 64), tmp_path / "int8.onnx", observer="percentile",
-                            keep_float=["conv_stem", "*.se"], input_size=64)
+    keep = ["conv_stem", "*.se", "blocks.0.0.ghost*.cheap_operation"]
+    x = torch.randn(4, 3, 64, 64)
+    path = quantize_to_onnx(model, x, tmp_path / "int8.onnx", observer="percentile", keep_float=keep, input_size=64)
     facts = load_exported(path).extra["quantization"]
-    assert facts["keep_float"] == ["conv_stem", "*.se"] and facts["observer"] == "percentile"
+    assert facts["keep_float"] == keep and facts["observer"] == "percentile"
     float_layers = facts["float_layers"]
     assert "conv_stem" in float_layers and "blocks.3.0.se.conv_reduce" in float_layers
-    assert len(float_layers) == 1 + 2 * 7  # the stem and both convolutions of the 7 SE modules
+    assert len(float_layers) == 1 + 2 * 7 + 2  # the stem, both convolutions of the 7 SE modules, 2 depthwise
     ops = _optimized_ops(path, tmp_path)
     assert ops["QLinearConv"] == 95 - len(float_layers)
     assert ops["Conv"] + ops["FusedConv"] == len(float_layers)
+    assert _optimized_ops(path, tmp_path, plain=True)["QLinearConv"] > 95 - len(float_layers)
 
 
 def test_observers_on_a_tensor_with_an_outlier():

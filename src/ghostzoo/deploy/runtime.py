@@ -129,11 +129,18 @@ class ExportedModel(nn.Module):
         return torch.cat(outs)
 
 
+#: ONNX Runtime graph passes ghostzoo turns off. ``WeightBiasQuantization`` quantizes the float
+#: weights of a convolution that reads a ``DequantizeLinear`` and feeds a ``QuantizeLinear``, so it
+#: would silently run the layers an int8 file keeps float (``--keep-float``) in int8 after all.
+ORT_DISABLED_OPTIMIZERS = ("WeightBiasQuantization",)
+
+
 class OnnxRuntimeModel(ExportedModel):
     """An ONNX file run by ONNX Runtime on the CPU, used like the PyTorch model it was exported from.
 
     Inputs may be any float tensor layout (channels-last included); outputs are float32 CPU tensors.
-    ``options`` sets further ``onnxruntime.SessionOptions`` attributes by name.
+    ``options`` sets further ``onnxruntime.SessionOptions`` attributes by name. The session runs
+    without :data:`ORT_DISABLED_OPTIMIZERS`, so an int8 file computes what it says.
     """
 
     kind = "ONNX"
@@ -148,7 +155,8 @@ class OnnxRuntimeModel(ExportedModel):
             session_options.intra_op_num_threads = threads
         for name, value in options.items():
             setattr(session_options, name, value)
-        self.session = self._open(ort.InferenceSession, str(self.path), session_options, providers=list(providers))
+        self.session = self._open(ort.InferenceSession, str(self.path), session_options, providers=list(providers),
+                                  disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
         self._set_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
         self.input_name = self.session.get_inputs()[0].name
 
