@@ -204,3 +204,8 @@ def test_update_measures_again_only_what_it_names(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ghostzoo benchmark: error: --update: no earlier results to update at {tmp_path / 'none'}"
                    "/benchmark.csv"] and not (tmp_path / "none").exists()
+    (out / "other.csv").write_text("model,latency\n")  # a CSV of something else, even one without rows
+    assert main(["benchmark", "tinynet_e", "--output-dir", str(out), "--name", "other", "--update"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a benchmark CSV of this version (columns model, latency)" in err[0]
+    assert (out / "other.csv").read_text() == "model,latency\n" and not (out / "other.md").exists()

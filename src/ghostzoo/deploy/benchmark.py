@@ -641,7 +641,10 @@ def read_rows(path: str | os.PathLike) -> list[BenchmarkRow]:
     types = {f.name: f.type for f in dataclasses.fields(BenchmarkRow)}
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            records = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            records = list(reader)
+        if sorted(reader.fieldnames or []) != sorted(types):
+            raise ValueError(f"columns {', '.join(reader.fieldnames or [])}")
         rows = []
         for record in records:
             values: dict[str, Any] = {}
