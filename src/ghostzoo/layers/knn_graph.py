@@ -86,8 +86,6 @@ def knn_graph(x: torch.Tensor, y: torch.Tensor, k: int, dilation: int = 1,
         if relative_pos is not None:
             score.sub_(relative_pos)
         session = _ACTIVE.get()
-        if session is None:
-            neighbours = score.topk(k * dilation, dim=-1).indices
-        else:
-            neighbours = session.select(score, k * dilation)
+        count = k * dilation
+        neighbours = score.topk(count, dim=-1).indices if session is None else session.select(score, count)
     return neighbours[..., ::dilation] if dilation > 1 else neighbours
