@@ -7,19 +7,27 @@ draws its random numbers from the seeds ghostzoo's trainer uses (``ghostzoo.engi
 the two runs of a seed start from the same weights and see the same batches, augmentations and
 dropout masks, a paired comparison (only rounding differs, then grows). What differs is
 what each loop does by default: ghostzoo trains in channels-last memory format, the plain loop in
-PyTorch's default NCHW layout, as timm's own train.py does unless told otherwise. Each run is a
-separate process, one after the other, so they do not compete for the CPU.
+PyTorch's default NCHW layout, as timm's own train.py does unless told otherwise. With ``--compile``
+ghostzoo's runs use ``ghostzoo train --compile``: its compile time counts in epoch 1 (the first run of
+an invocation compiles from an empty cache, the later ones reuse inductor's on-disk cache, as a
+user's repeated runs do), and its dropout masks come from inductor's generator, so only weights,
+batches and augmentations are shared. Each run is a separate process, one after the other, so they
+do not compete for the CPU.
 
     python benchmarks/train_imagenette.py --data ../shared/data/imagenette-160 --epochs 5 --seeds 0 1
 
-writes docs/results/train_imagenette.{md,csv,png} and keeps the ghostzoo run's checkpoint in
---run-dir_seed<N> (seed 0 is the source of the packaged ``ghostnet_100.imagenette`` weights).
+writes docs/results/train_imagenette.{md,csv,png} (train_imagenette_compile.* with ``--compile``) and
+keeps each ghostzoo run's checkpoint in RUN_DIR_seed<N> (seed 0 without ``--compile`` is the source
+of the packaged ``ghostnet_100.imagenette`` weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -90,16 +98,27 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(history))
 
 
+def result_files(args: argparse.Namespace, seed: int) -> tuple:
+    """(ghostzoo's run folder, the plain loop's result file) for ``seed``."""
+    run_dir = Path(f"{args.run_dir}_seed{seed}")
+    return run_dir, run_dir.parent / f"{run_dir.name}_timm.json"
+
+
+def finished_at(path: Path) -> str:
+    return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def run_pair(args: argparse.Namespace, seed: int) -> list:
     """Train both loops with ``seed`` (unless their results already exist); per-epoch rows."""
-    run_dir = Path(f"{args.run_dir}_seed{seed}")
-    timm_result = run_dir.parent / f"{run_dir.name}_timm.json"
+    run_dir, timm_result = result_files(args, seed)
     common = ["--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
               "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--workers", str(args.workers),
               "--seed", str(seed)]
     if not (run_dir / "summary.json").is_file():
         subprocess.run([sys.executable, "-m", "ghostzoo", "train", "ghostnet_100", "--data", args.data,
-                        "--recipe", "ghostnet", "--output-dir", str(run_dir), *common], check=True)
+                        "--recipe", "ghostnet", "--output-dir", str(run_dir), *common,
+                        *(["--compile"] if args.compile else [])], check=True,
+                       env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_cache(args))})
     if not timm_result.is_file():
         subprocess.run([sys.executable, __file__, "--worker", "timm", "--data", args.data, "--result",
                         str(timm_result), *common], check=True)
@@ -110,6 +129,10 @@ def run_pair(args: argparse.Namespace, seed: int) -> list:
     return [{"epoch": a["epoch"], "ghostzoo_top1": a["top1"], "timm_top1": b["top1"],
              "ghostzoo_img_per_s": a["train_images_per_s"], "timm_img_per_s": b["train_images_per_s"]}
             for a, b in zip(ours, theirs)]
+
+
+def inductor_cache(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir).parent / "inductor_cache"
 
 
 def previous_seeds(csv_path: Path, skip: list, epochs: int) -> dict:
@@ -145,7 +168,8 @@ def main() -> None:
                         help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not re-run")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     parser.add_argument("--keep-previous", action="store_true",
-                        help="keep the other seeds of OUT/train_imagenette.csv (an earlier run) in the report")
+                        help="keep the other seeds of the earlier report's CSV in OUT in the report")
+    parser.add_argument("--compile", action="store_true", help="train ghostzoo's runs with `ghostzoo train --compile`")
     parser.add_argument("--worker", choices=["timm"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,14 +182,17 @@ def main() -> None:
     from ghostzoo._io import write_text_atomic
 
     out = Path(args.out)
-    per_seed = previous_seeds(out / "train_imagenette.csv", args.seeds, args.epochs) if args.keep_previous else {}
+    if args.compile:
+        shutil.rmtree(inductor_cache(args), ignore_errors=True)  # the first compiled run pays the full compile
+    stem = "train_imagenette_compile" if args.compile else "train_imagenette"
+    per_seed = previous_seeds(out / f"{stem}.csv", args.seeds, args.epochs) if args.keep_previous else {}
     kept = sorted(per_seed)
     per_seed.update({seed: run_pair(args, seed) for seed in args.seeds})
     per_seed = dict(sorted(per_seed.items()))
     rows = [{"seed": seed, **row} for seed, seed_rows in per_seed.items() for row in seed_rows]
     columns = ["seed", "epoch", "ghostzoo_top1", "timm_top1", "ghostzoo_img_per_s", "timm_img_per_s"]
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "train_imagenette.csv", rows, columns)
+    write_csv(out / f"{stem}.csv", rows, columns)
     finals = [seed_rows[-1] for seed_rows in per_seed.values()]
     mean = lambda key: sum(r[key] for r in finals) / len(finals)  # noqa: E731
     speed = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
@@ -173,14 +200,24 @@ def main() -> None:
     text = (f"# ghostnet_100 on Imagenette-160: ghostzoo train vs a plain timm loop\n\n"
             f"Generated by `python benchmarks/train_imagenette.py --epochs {args.epochs} --img-size {args.img_size} "
             f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers} --seeds "
-            f"{' '.join(map(str, args.seeds))}{' --keep-previous' if kept else ''}` on this project's CPU machine "
+            f"{' '.join(map(str, args.seeds))}{' --compile' if args.compile else ''}"
+            f"{' --keep-previous' if kept else ''}` "
+            f"on this project's CPU machine "
             f"(2 cores), one run after the other, one pair per seed"
             + (f" (seeds {', '.join(map(str, kept))}: kept from an earlier run of the same command)" if kept else "")
             + ". Same data, epochs, hyper-parameters (the GhostNet recipe) and augmentation, and the "
             f"same random numbers per seed (initial weights, batches, augmentations, dropout masks); "
-            f"ghostzoo trains channels-last, the plain loop in PyTorch's default NCHW. Top-1 on the {n_val:,} val "
+            f"ghostzoo trains channels-last"
+            + (" and compiled (`torch.compile`: compile time included in epoch 1, from an empty cache in the "
+               "first run and from inductor's on-disk cache in the later ones; its dropout masks differ)"
+               if args.compile else "")
+            + f", the plain loop in PyTorch's default NCHW. Top-1 on the {n_val:,} val "
             f"images; img/s = training images per second over the epoch (data loading included).\n\n"
             + markdown_table(rows, columns)
+            + "\nWhen each run ended (UTC; a run found in the run folder is not run again):\n\n"
+            + markdown_table([{"seed": seed, "ghostzoo": finished_at(result_files(args, seed)[0] / "summary.json"),
+                               "plain timm loop": finished_at(result_files(args, seed)[1])} for seed in sorted(args.seeds)],
+                             ["seed", "ghostzoo", "plain timm loop"])
             + "\n| after the last epoch, mean over seeds | ghostzoo | plain timm loop |\n|---|---|---|\n"
             f"| top-1 (%) | {mean('ghostzoo_top1'):.2f} | {mean('timm_top1'):.2f} |\n"
             f"| training images/s (all epochs) | {speed('ghostzoo_img_per_s'):.1f} | {speed('timm_img_per_s'):.1f} |\n"
@@ -191,7 +228,7 @@ def main() -> None:
             + ("met" if mean("ghostzoo_top1") >= mean("timm_top1") else "**not met**")
             + "; ghostzoo's images/s at least the plain loop's: "
             + ("met" if speed("ghostzoo_img_per_s") >= speed("timm_img_per_s") else "**not met**") + ".\n")
-    write_text_atomic(out / "train_imagenette.md", text)
+    write_text_atomic(out / f"{stem}.md", text)
 
     import matplotlib
     matplotlib.use("Agg")
@@ -207,7 +244,7 @@ def main() -> None:
     ax1.set(xlabel="epoch", ylabel="val top-1 (%)", title="accuracy")
     ax2.set(xlabel="epoch", ylabel="train images / s", title="throughput")
     ax1.legend()
-    save_figure(fig, out / "train_imagenette.png")
+    save_figure(fig, out / f"{stem}.png")
     print(text)
 
 

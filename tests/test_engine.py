@@ -147,3 +147,41 @@ def test_bad_training_arguments(tiny, tmp_path, capsys):
     assert main(["train", "ghostnet_050", "--data", str(tiny), "--batch-size", "100", "--workers", "0",
                  "--output-dir", str(tmp_path / "y")]) == 1
     assert "larger than the training split" in capsys.readouterr().err
+
+
+def test_compiled_training_trains_the_model_itself(tiny, tmp_path):
+    """--compile compiles the step, not a copy: checkpoints hold plain keys and the eager step's result.
+
+    One step only: at batch 4 the rounding differences between any two float32 runs (NCHW against
+    channels-last included) grow about 100x per step, so later steps compare chaos, not code.
+    """
+    from ghostzoo.engine.train import epoch_seeds, seed_everything
+
+    runs = {}
+    for name, extra in (("eager", ()), ("compiled", ("--compile",))):
+        done = subprocess.run(_train_cmd(tiny, tmp_path / name, "--epochs", "1", "--steps-per-epoch", "1",
+                                         "--lr", "0.02", "--warmup-epochs", "0", "--drop-rate", "0", *extra),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = torch.load(tmp_path / name / "last.pth", weights_only=True)["state_dict"]
+    eager, compiled = runs["eager"], runs["compiled"]
+    assert list(compiled) == list(eager)
+    seed_everything(epoch_seeds(3, epoch=-1).global_)  # the trainer's initial weights for --seed 3
+    initial = ghostzoo.create_model("ghostnet_050", num_classes=3, drop_rate=0.0).state_dict()
+    # every convolution and the classifier, and the stem BatchNorm's running mean (its input, unlike
+    # that of BatchNorms behind a normalised input, has a mean that is not zero up to rounding)
+    for key in [k for k, v in initial.items() if v.ndim >= 2] + ["bn1.running_mean"]:
+        moved = float((eager[key] - initial[key]).norm())
+        assert moved > 0, key
+        assert float((compiled[key] - eager[key]).norm()) < 0.01 * moved, key
+    assert all(torch.equal(compiled[k], eager[k]) for k, v in initial.items() if not v.is_floating_point())
+
+
+def test_compile_without_a_cxx_compiler_fails_in_one_line(tiny, tmp_path):
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(_train_cmd(tiny, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "1", "--compile"),
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "ghostzoo train: error: --compile failed: InvalidCxxCompiler: No working C++ compiler")
+    assert not (tmp_path / "run" / "last.pth").exists()

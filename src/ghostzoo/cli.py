@@ -424,7 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_non_negative_int)
     p.add_argument("--amp", choices=["bf16", "fp16"])
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels-last memory format (default: on; NCHW is many times slower on CPU)")
+                   help="channels-last memory format (default: on; faster than NCHW for these nets on CPU)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the training step: faster steps after a one-off compile of minutes, "
+                        "and exact BatchNorm statistics in channels-last on CPU")
     p.add_argument("--device")
     p.add_argument("--train-split")
     p.add_argument("--val-split")

@@ -476,7 +476,7 @@ def _version(module: str) -> str:
     return getattr(__import__(module), "__version__", "unknown")
 
 
-def _processor_name() -> str:
+def processor_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -491,7 +491,7 @@ def environment(device: str | torch.device, threads: int, budget: TimingBudget,
     """The facts a reader needs to compare runs: hardware, threads, timing rule and library versions."""
     device = torch.device(device)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"{_processor_name()}, {os.cpu_count()} logical CPUs")
+        f"{processor_name()}, {os.cpu_count()} logical CPUs")
     return {
         "device": f"{device} ({hardware})",
         "threads": f"{threads} for every backend (torch.set_num_threads, ONNX Runtime intra-op threads, "

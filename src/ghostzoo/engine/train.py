@@ -93,6 +93,7 @@ class TrainConfig:
     workers: int = 2
     amp: Optional[str] = None
     channels_last: bool = True
+    compile: bool = False
     device: str = "cpu"
     train_split: str = "train"
     val_split: str = "val"
@@ -307,6 +308,10 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
     if dist_ctx.world > 1:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist_ctx.local_rank] if device.type == "cuda" else None)
+    if cfg.compile:
+        # Only the training step is compiled; evaluation and checkpoints use the eager module, which
+        # shares the parameters, so eval mode costs no second compile and state_dict keys stay plain.
+        train_model = torch.compile(train_model)
 
     start_epoch, history, best = 0, [], -1.0
     if cfg.resume:
@@ -361,8 +366,13 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
             if mixup_fn is not None:
                 images, targets = mixup_fn(images, targets)
             images = to_memory_format(images, cfg.channels_last)
-            with autocast(device, cfg.amp):
-                loss = criterion(train_model(images), targets)
+            try:
+                with autocast(device, cfg.amp):
+                    loss = criterion(train_model(images), targets)
+            except torch._dynamo.exc.BackendCompilerFailed as e:  # e.g. no C++ compiler for inductor on CPU
+                inner = e.inner_exception
+                raise GhostzooError(f"--compile failed: {type(inner).__name__}: {str(inner).strip().splitlines()[0]}; "
+                                    f"train without --compile") from e
             if not math.isfinite(loss.item()):
                 raise GhostzooError(f"loss became {loss.item()} at epoch {epoch + 1} step {step}; "
                                     f"lower --lr or check the data")
