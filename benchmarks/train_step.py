@@ -147,15 +147,16 @@ def main() -> None:
     from ghostzoo.deploy.benchmark import processor_name
 
     # The compile is timed from an empty cache: what a first `ghostzoo train --compile` pays.
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="ghostzoo-inductor-")
     images, targets, classes = real_batch(args.data, args.img_size, args.batch_size)
     torch.manual_seed(0)
     model = ghostzoo.create_model("ghostnet_100", num_classes=classes, drop_rate=0.2).train()
-    rows = step_times(model, images, targets, args.rounds)
     no_dropout = ghostzoo.create_model("ghostnet_100", num_classes=classes, drop_rate=0.0).train()
     no_dropout.load_state_dict(model.state_dict())
-    grad_err = gradient_errors(no_dropout, images, targets)
-    bn_err = {mean: batchnorm_errors(mean) for mean in (0.0, 50.0)}
+    with tempfile.TemporaryDirectory(prefix="ghostzoo-inductor-") as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        rows = step_times(model, images, targets, args.rounds)
+        grad_err = gradient_errors(no_dropout, images, targets)
+        bn_err = {mean: batchnorm_errors(mean) for mean in (0.0, 50.0)}
     for row in rows:
         row["conv_grad_rel_error"] = f"{grad_err[row['way']]:.1e}"
         for mean, errs in bn_err.items():

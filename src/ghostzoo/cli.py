@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels-last memory format (default: on; faster than NCHW for these nets on CPU)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the training step: faster steps after a one-off compile of minutes, "
-                        "and exact BatchNorm statistics in channels-last on CPU")
+                        "and BatchNorm statistics by a Welford reduction (eager channels-last on CPU sums them "
+                        "naively)")
     p.add_argument("--device")
     p.add_argument("--train-split")
     p.add_argument("--val-split")
