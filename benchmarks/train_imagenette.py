@@ -64,6 +64,10 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers)
     seed_everything(epoch_seeds(args.seed, -1).global_)
     model = timm.create_model("ghostnet_100", num_classes=len(train_set.classes), drop_rate=0.2)
+    # The noise-floor controls of train_noise.py: the same run in another memory format, or with the
+    # loss scaled by 1 + 2^-k, which changes only the rounding of every gradient.
+    layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = create_optimizer_v2(model, opt="sgd", lr=args.lr, weight_decay=4e-5, momentum=0.9)
     steps = len(loader)
     scheduler = CosineLRScheduler(optimizer, t_initial=args.epochs * steps, lr_min=1e-6,
@@ -79,7 +83,7 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
         model.train()
         seen, t0 = 0, time.perf_counter()
         for images, targets in loader:
-            loss = criterion(model(images), targets)
+            loss = criterion(model(images.contiguous(memory_format=layout)), targets) * args.loss_scale
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -172,6 +176,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="train ghostzoo's runs with `ghostzoo train --compile`")
     parser.add_argument("--worker", choices=["timm"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--layout", choices=["nchw", "channels_last"], default="nchw", help=argparse.SUPPRESS)
+    parser.add_argument("--loss-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "timm":
         plain_timm_loop(args)

@@ -1,0 +1,131 @@
+"""How far apart do two training runs end that differ only in rounding? The noise floor of
+train_imagenette.py's top-1 bar.
+
+A 5-epoch run of ghostnet_100 on Imagenette-160 is chaotic: any change in the rounding of one
+gradient (another memory format, another summation order) makes the weights of two runs of the same
+seed as far apart as the distance they travelled within about 15 steps. Their final top-1 then
+differs although the data, batches, augmentations, dropout masks and hyper-parameters are the same.
+This script runs train_imagenette.py's plain timm loop again for each seed in controlled variants,
+``LAYOUT:K`` = that memory format with the loss scaled by 1 + 2^-K (which changes only the rounding),
+and sets their final top-1 beside the two runs of train_imagenette.md (ghostzoo channels-last, the
+plain loop in NCHW):
+
+    python benchmarks/train_noise.py --seeds 3 4 --variants nchw:19 channels_last:20
+
+writes docs/results/train_noise.{md,csv}. A run whose result file is already in the run folder is
+not run again. Each run is a separate process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SETTINGS = {"epochs": 5, "img_size": 128, "batch_size": 64, "lr": 0.1, "warmup_epochs": 1.0, "workers": 2}
+
+
+def parse_variant(text: str) -> tuple:
+    layout, _, exponent = text.partition(":")
+    if layout not in ("nchw", "channels_last") or not exponent.isdigit():
+        raise argparse.ArgumentTypeError(f"expected LAYOUT:K with LAYOUT nchw or channels_last, got {text!r}")
+    return layout, int(exponent)
+
+
+def variant_name(layout: str, exponent: int) -> str:
+    return f"{layout}, loss x (1+2^-{exponent})"
+
+
+def run_variant(args: argparse.Namespace, seed: int, layout: str, exponent: int) -> list:
+    """The plain loop's per-epoch history for this seed and variant (trained unless already there)."""
+    result = Path(args.run_dir) / f"seed{seed}_{layout}_k{exponent}.json"
+    if not result.is_file():
+        result.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(HERE / "train_imagenette.py"), "--worker", "timm", "--data", args.data,
+                        "--result", str(result), "--seed", str(seed), "--layout", layout,
+                        "--loss-scale", repr(1 + 2.0 ** -exponent),
+                        *[f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items()]], check=True)
+    return json.loads(result.read_text())
+
+
+def layout_of(column: str) -> str:
+    """The memory format a report column's run trained in."""
+    return "channels_last" if "channels_last" in column else "nchw"
+
+
+def reference_finals(csv_path: Path) -> dict:
+    """{seed: (ghostzoo top-1, plain loop top-1)} after the last epoch of train_imagenette.csv."""
+    finals: dict = {}
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            for row in csv.DictReader(f):
+                if int(row["epoch"]) == SETTINGS["epochs"]:
+                    finals[int(row["seed"])] = (float(row["ghostzoo_top1"]), float(row["timm_top1"]))
+    return finals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "imagenette-160"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4])
+    parser.add_argument("--variants", type=parse_variant, nargs="+", default=[("nchw", 19), ("channels_last", 20)],
+                        metavar="LAYOUT:K")
+    parser.add_argument("--run-dir", default="runs/train_noise")
+    parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
+    args = parser.parse_args()
+    if not (Path(args.data) / "train").is_dir():
+        parser.error(f"dataset folder not found: {args.data}")
+
+    from _report import markdown_table, write_csv
+
+    from ghostzoo._io import write_text_atomic
+
+    out = Path(args.out)
+    references = reference_finals(out / "train_imagenette.csv")
+    rows, finals = [], []
+    for seed in args.seeds:
+        final = {"seed": seed}
+        if seed in references:
+            final["ghostzoo train (channels_last)"], final["plain loop (nchw)"] = references[seed]
+        for layout, exponent in args.variants:
+            history = run_variant(args, seed, layout, exponent)
+            rows += [{"seed": seed, "variant": variant_name(layout, exponent), "epoch": h["epoch"],
+                      "top1": h["top1"]} for h in history]
+            final[variant_name(layout, exponent)] = history[-1]["top1"]
+        finals.append(final)
+    columns = ["seed"] + list(dict.fromkeys(k for f in finals for k in f if k != "seed"))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "train_noise.csv", rows, ["seed", "variant", "epoch", "top1"])
+    by_layout: dict = {}
+    for final in finals:
+        for column, top1 in final.items():
+            if column != "seed":
+                by_layout.setdefault(layout_of(column), []).append(top1)
+    spread = "".join(f"- {layout}: {len(v)} runs, top-1 mean {statistics.mean(v):.2f}, "
+                     f"range {min(v):.2f}-{max(v):.2f}\n" for layout, v in by_layout.items() if v)
+    command = (f"python benchmarks/train_noise.py --seeds {' '.join(map(str, args.seeds))} --variants "
+               + " ".join(f"{layout}:{exponent}" for layout, exponent in args.variants))
+    text = ("# The noise floor of the Imagenette training bar: runs that differ only in rounding\n\n"
+            f"Generated by `{command}` on this project's CPU machine (2 cores), one run after the other. "
+            "Every run is train_imagenette.py's plain timm loop (ghostnet_100, 5 epochs, 128 px, batch 64, "
+            "lr 0.1, the GhostNet recipe) with the seed's random numbers: the same initial weights, batches, "
+            "augmentations and dropout masks. `LAYOUT, loss x (1+2^-K)` runs it in that memory format with "
+            "the loss scaled by 1 + 2^-K, which changes only the rounding of the gradients. The first two "
+            "columns are the final top-1 of the two runs of the seed in "
+            "[train_imagenette.md](train_imagenette.md). Final val top-1 (%) after the last epoch:\n\n"
+            + markdown_table(finals, columns)
+            + "\nOver all runs above, per memory format:\n\n" + spread
+            + "\nPer-epoch top-1 of this script's runs: train_noise.csv.\n")
+    write_text_atomic(out / "train_noise.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
