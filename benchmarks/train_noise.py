@@ -43,9 +43,13 @@ def variant_name(layout: str, exponent: int) -> str:
     return f"{layout}, loss x (1+2^-{exponent})"
 
 
+def result_file(args: argparse.Namespace, seed: int, layout: str, exponent: int) -> Path:
+    return Path(args.run_dir) / f"seed{seed}_{layout}_k{exponent}.json"
+
+
 def run_variant(args: argparse.Namespace, seed: int, layout: str, exponent: int) -> list:
     """The plain loop's per-epoch history for this seed and variant (trained unless already there)."""
-    result = Path(args.run_dir) / f"seed{seed}_{layout}_k{exponent}.json"
+    result = result_file(args, seed, layout, exponent)
     if not result.is_file():
         result.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(HERE / "train_imagenette.py"), "--worker", "timm", "--data", args.data,
@@ -84,12 +88,13 @@ def main() -> None:
         parser.error(f"dataset folder not found: {args.data}")
 
     from _report import markdown_table, write_csv
+    from train_imagenette import finished_at
 
     from ghostzoo._io import write_text_atomic
 
     out = Path(args.out)
     references = reference_finals(out / "train_imagenette.csv")
-    rows, finals = [], []
+    rows, finals, ended = [], [], []
     for seed in args.seeds:
         final = {"seed": seed}
         if seed in references:
@@ -99,6 +104,8 @@ def main() -> None:
             rows += [{"seed": seed, "variant": variant_name(layout, exponent), "epoch": h["epoch"],
                       "top1": h["top1"]} for h in history]
             final[variant_name(layout, exponent)] = history[-1]["top1"]
+            ended.append({"seed": seed, "variant": variant_name(layout, exponent),
+                          "ended (UTC)": finished_at(result_file(args, seed, layout, exponent))})
         finals.append(final)
     columns = ["seed"] + list(dict.fromkeys(k for f in finals for k in f if k != "seed"))
     out.mkdir(parents=True, exist_ok=True)
@@ -122,6 +129,8 @@ def main() -> None:
             "[train_imagenette.md](train_imagenette.md). Final val top-1 (%) after the last epoch:\n\n"
             + markdown_table(finals, columns)
             + "\nOver all runs above, per memory format:\n\n" + spread
+            + "\nWhen each run of this script ended (a run found in the run folder is not run again):\n\n"
+            + markdown_table(ended, ["seed", "variant", "ended (UTC)"])
             + "\nPer-epoch top-1 of this script's runs: train_noise.csv.\n")
     write_text_atomic(out / "train_noise.md", text)
     print(text)
