@@ -124,9 +124,10 @@ def main() -> None:
             "Every run is train_imagenette.py's plain timm loop (ghostnet_100, 5 epochs, 128 px, batch 64, "
             "lr 0.1, the GhostNet recipe) with the seed's random numbers: the same initial weights, batches, "
             "augmentations and dropout masks. `LAYOUT, loss x (1+2^-K)` runs it in that memory format with "
-            "the loss scaled by 1 + 2^-K, which changes only the rounding of the gradients. The first two "
-            "columns are the final top-1 of the two runs of the seed in "
-            "[train_imagenette.md](train_imagenette.md). Final val top-1 (%) after the last epoch:\n\n"
+            "the loss scaled by 1 + 2^-K, which changes only the rounding of the gradients. "
+            + ("The `ghostzoo train` and `plain loop (nchw)` columns are the two runs of the seed in "
+               "[train_imagenette.md](train_imagenette.md). " if any(s in references for s in args.seeds) else "")
+            + "Final val top-1 (%) after the last epoch:\n\n"
             + markdown_table(finals, columns)
             + "\nOver all runs above, per memory format:\n\n" + spread
             + "\nWhen each run of this script ended (a run found in the run folder is not run again):\n\n"
