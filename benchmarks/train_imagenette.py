@@ -156,6 +156,20 @@ def previous_seeds(csv_path: Path, skip: list, epochs: int) -> dict:
     return per_seed
 
 
+def paired_summary(diffs: list) -> str:
+    """The mean of the per-seed top-1 differences with its standard error, which says how far the mean
+    could move with other seeds (runs that differ only in rounding already end points apart)."""
+    import statistics
+
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return f"Mean difference {mean:+.2f} points (one seed: no standard error)."
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5
+    ahead = sum(d >= 0 for d in diffs)
+    return (f"Mean difference {mean:+.2f} points, standard error {se:.2f} over {len(diffs)} seeds "
+            f"(ghostzoo at least as good on {ahead} of {len(diffs)}).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "imagenette-160"))
@@ -233,7 +247,8 @@ def main() -> None:
             f"\nThroughput ratio ghostzoo / timm loop: {speed('ghostzoo_img_per_s') / speed('timm_img_per_s'):.2f}x. "
             f"Top-1 difference (ghostzoo - timm), per seed: "
             + ", ".join(f"seed {seed}: {r['ghostzoo_top1'] - r['timm_top1']:+.2f}" for seed, r in zip(per_seed, finals))
-            + ".\n\nBars: ghostzoo's top-1 at least the plain loop's: "
+            + ". " + paired_summary([r["ghostzoo_top1"] - r["timm_top1"] for r in finals])
+            + "\n\nBars: ghostzoo's top-1 at least the plain loop's: "
             + ("met" if mean("ghostzoo_top1") >= mean("timm_top1") else "**not met**")
             + "; ghostzoo's images/s at least the plain loop's: "
             + ("met" if speed("ghostzoo_img_per_s") >= speed("timm_img_per_s") else "**not met**") + ".\n")
