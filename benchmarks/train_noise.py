@@ -59,11 +59,6 @@ def run_variant(args: argparse.Namespace, seed: int, layout: str, exponent: int)
     return json.loads(result.read_text())
 
 
-def layout_of(column: str) -> str:
-    """The memory format a report column's run trained in."""
-    return "channels_last" if "channels_last" in column else "nchw"
-
-
 def reference_finals(csv_path: Path) -> dict:
     """{seed: (ghostzoo top-1, plain loop top-1)} after the last epoch of train_imagenette.csv."""
     finals: dict = {}
@@ -95,26 +90,25 @@ def main() -> None:
     out = Path(args.out)
     references = reference_finals(out / "train_imagenette.csv")
     rows, finals, ended = [], [], []
+    by_layout: dict = {}  # every final top-1 of the report, per memory format
     for seed in args.seeds:
         final = {"seed": seed}
         if seed in references:
             final["ghostzoo train (channels_last)"], final["plain loop (nchw)"] = references[seed]
+            by_layout.setdefault("channels_last", []).append(references[seed][0])
+            by_layout.setdefault("nchw", []).append(references[seed][1])
         for layout, exponent in args.variants:
             history = run_variant(args, seed, layout, exponent)
             rows += [{"seed": seed, "variant": variant_name(layout, exponent), "epoch": h["epoch"],
                       "top1": h["top1"]} for h in history]
             final[variant_name(layout, exponent)] = history[-1]["top1"]
+            by_layout.setdefault(layout, []).append(history[-1]["top1"])
             ended.append({"seed": seed, "variant": variant_name(layout, exponent),
                           "ended (UTC)": finished_at(result_file(args, seed, layout, exponent))})
         finals.append(final)
     columns = ["seed"] + list(dict.fromkeys(k for f in finals for k in f if k != "seed"))
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "train_noise.csv", rows, ["seed", "variant", "epoch", "top1"])
-    by_layout: dict = {}
-    for final in finals:
-        for column, top1 in final.items():
-            if column != "seed":
-                by_layout.setdefault(layout_of(column), []).append(top1)
     spread = "".join(f"- {layout}: {len(v)} runs, top-1 mean {statistics.mean(v):.2f}, "
                      f"range {min(v):.2f}-{max(v):.2f}\n" for layout, v in by_layout.items())
     command = (f"python benchmarks/train_noise.py --seeds {' '.join(map(str, args.seeds))} --variants "
