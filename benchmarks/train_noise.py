@@ -10,10 +10,14 @@ This script runs train_imagenette.py's plain timm loop again for each seed in co
 and sets their final top-1 beside the two runs of train_imagenette.md (ghostzoo channels-last, the
 plain loop in NCHW):
 
-    python benchmarks/train_noise.py --seeds 3 4 --variants nchw:19 channels_last:20
+    python benchmarks/train_noise.py --seeds 0 1 2 3 4 5 6 7 8 --variants nchw:19
 
 writes docs/results/train_noise.{md,csv}. A run whose result file is already in the run folder is
-not run again. Each run is a separate process, one after the other.
+not run again, and the runs of other variants found there for these seeds are reported too. Each run
+is a separate process, one after the other. The report pairs the runs by seed: ghostzoo's run and the
+plain loop's run of train_imagenette.md, each minus every variant. A fresh NCHW variant answers
+whether channels-last trains worse than NCHW without leaning on the one NCHW run of each seed that
+the bar compares against.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+OURS, THEIRS = "ghostzoo train (channels_last)", "plain loop (nchw)"
 SETTINGS = {"epochs": 5, "img_size": 128, "batch_size": 64, "lr": 0.1, "warmup_epochs": 1.0, "workers": 2}
 
 
@@ -45,6 +51,16 @@ def variant_name(layout: str, exponent: int) -> str:
 
 def result_file(args: argparse.Namespace, seed: int, layout: str, exponent: int) -> Path:
     return Path(args.run_dir) / f"seed{seed}_{layout}_k{exponent}.json"
+
+
+def found_variants(args: argparse.Namespace) -> list:
+    """The variants with a result file in the run folder for any of ``args.seeds``, in name order."""
+    found = set()
+    for path in Path(args.run_dir).glob("seed*_*_k*.json"):
+        match = re.fullmatch(r"seed(\d+)_(nchw|channels_last)_k(\d+)\.json", path.name)
+        if match and int(match[1]) in args.seeds:
+            found.add((match[2], int(match[3])))
+    return sorted(found)
 
 
 def run_variant(args: argparse.Namespace, seed: int, layout: str, exponent: int) -> list:
@@ -83,7 +99,7 @@ def main() -> None:
         parser.error(f"dataset folder not found: {args.data}")
 
     from _report import markdown_table, write_csv
-    from train_imagenette import finished_at
+    from train_imagenette import finished_at, paired_summary
 
     from ghostzoo._io import write_text_atomic
 
@@ -91,13 +107,16 @@ def main() -> None:
     references = reference_finals(out / "train_imagenette.csv")
     rows, finals, ended = [], [], []
     by_layout: dict = {}  # every final top-1 of the report, per memory format
+    variants = list(dict.fromkeys(args.variants + found_variants(args)))
     for seed in args.seeds:
         final = {"seed": seed}
         if seed in references:
-            final["ghostzoo train (channels_last)"], final["plain loop (nchw)"] = references[seed]
+            final[OURS], final[THEIRS] = references[seed]
             by_layout.setdefault("channels_last", []).append(references[seed][0])
             by_layout.setdefault("nchw", []).append(references[seed][1])
-        for layout, exponent in args.variants:
+        for layout, exponent in variants:
+            if (layout, exponent) not in args.variants and not result_file(args, seed, layout, exponent).is_file():
+                continue
             history = run_variant(args, seed, layout, exponent)
             rows += [{"seed": seed, "variant": variant_name(layout, exponent), "epoch": h["epoch"],
                       "top1": h["top1"]} for h in history]
@@ -111,6 +130,10 @@ def main() -> None:
     write_csv(out / "train_noise.csv", rows, ["seed", "variant", "epoch", "top1"])
     spread = "".join(f"- {layout}: {len(v)} runs, top-1 mean {statistics.mean(v):.2f}, "
                      f"range {min(v):.2f}-{max(v):.2f}\n" for layout, v in by_layout.items())
+    pairs = "".join(f"- {first} minus {variant_name(*v)}: {paired_summary(diffs, first)}\n"
+                    for first in (OURS, THEIRS) for v in variants
+                    if (diffs := [f[first] - f[variant_name(*v)] for f in finals
+                                  if first in f and variant_name(*v) in f]))
     command = (f"python benchmarks/train_noise.py --seeds {' '.join(map(str, args.seeds))} --variants "
                + " ".join(f"{layout}:{exponent}" for layout, exponent in args.variants))
     text = ("# The noise floor of the Imagenette training bar: runs that differ only in rounding\n\n"
@@ -125,6 +148,7 @@ def main() -> None:
             + "Final val top-1 (%) after the last epoch:\n\n"
             + markdown_table(finals, columns)
             + "\nOver all runs above, per memory format:\n\n" + spread
+            + ("\nPaired by seed, final top-1 differences:\n\n" + pairs if pairs else "")
             + "\nWhen each run of this script ended (a run found in the run folder is not run again):\n\n"
             + markdown_table(ended, ["seed", "variant", "ended (UTC)"])
             + "\nPer-epoch top-1 of this script's runs: train_noise.csv.\n")
