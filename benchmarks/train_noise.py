@@ -145,6 +145,9 @@ def main() -> None:
             "the loss scaled by 1 + 2^-K, which changes only the rounding of the gradients. "
             + ("The `ghostzoo train` and `plain loop (nchw)` columns are the two runs of the seed in "
                "[train_imagenette.md](train_imagenette.md). " if any(s in references for s in args.seeds) else "")
+            + ("Also reported, from earlier invocations' result files in the run folder: "
+               + ", ".join(variant_name(*v) for v in variants if v not in args.variants) + ". "
+               if len(variants) > len(args.variants) else "")
             + "Final val top-1 (%) after the last epoch:\n\n"
             + markdown_table(finals, columns)
             + "\nOver all runs above, per memory format:\n\n" + spread
