@@ -107,7 +107,9 @@ def main() -> None:
     references = reference_finals(out / "train_imagenette.csv")
     rows, finals, ended = [], [], []
     by_layout: dict = {}  # every final top-1 of the report, per memory format
-    variants = list(dict.fromkeys(args.variants + found_variants(args)))
+    # Earlier invocations' runs of other variants are reported where they exist, never trained here.
+    earlier = [v for v in found_variants(args) if v not in args.variants]
+    variants = list(dict.fromkeys(args.variants)) + earlier
     for seed in args.seeds:
         final = {"seed": seed}
         if seed in references:
@@ -115,7 +117,7 @@ def main() -> None:
             by_layout.setdefault("channels_last", []).append(references[seed][0])
             by_layout.setdefault("nchw", []).append(references[seed][1])
         for layout, exponent in variants:
-            if (layout, exponent) not in args.variants and not result_file(args, seed, layout, exponent).is_file():
+            if (layout, exponent) in earlier and not result_file(args, seed, layout, exponent).is_file():
                 continue
             history = run_variant(args, seed, layout, exponent)
             rows += [{"seed": seed, "variant": variant_name(layout, exponent), "epoch": h["epoch"],
@@ -146,8 +148,7 @@ def main() -> None:
             + ("The `ghostzoo train` and `plain loop (nchw)` columns are the two runs of the seed in "
                "[train_imagenette.md](train_imagenette.md). " if any(s in references for s in args.seeds) else "")
             + ("Also reported, from earlier invocations' result files in the run folder: "
-               + ", ".join(variant_name(*v) for v in variants if v not in args.variants) + ". "
-               if len(variants) > len(args.variants) else "")
+               + ", ".join(variant_name(*v) for v in earlier) + ". " if earlier else "")
             + "Final val top-1 (%) after the last epoch:\n\n"
             + markdown_table(finals, columns)
             + "\nOver all runs above, per memory format:\n\n" + spread
