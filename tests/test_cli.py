@@ -50,6 +50,8 @@ def test_info(capsys, tmp_path):
     code, out, _ = run(capsys, "info", "ghostnet_100", "--output", str(tmp_path / "info.json"))
     assert code == 0
     assert "state_dict_73.98.pth" in out and "timm/ghostnet_100.in1k" in out and "5,182,508" in out
+    # the published MACs of the official weights carry their unit; the Imagenette weights have none
+    assert "MACs 0.141G," in out and "MACs -," in out and "-G" not in out
     info = json.loads((tmp_path / "info.json").read_text())
     assert [f["reduction"] for f in info["feature_info"]] == [2, 4, 8, 16, 32]
 

@@ -31,8 +31,9 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _fmt(value: float | None, scale: float, digits: int) -> str:
-    return "-" if value is None else f"{value / scale:.{digits}f}"
+def _fmt(value: float | None, scale: float, digits: int, unit: str = "") -> str:
+    """An unknown value prints as "-" alone: "-G" would read as a number with a unit."""
+    return "-" if value is None else f"{value / scale:.{digits}f}{unit}"
 
 
 def _cfg_row(name: str) -> dict:
@@ -88,7 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"    {key}: {cfg[key]}")
         print(f"    eval: {cfg['input_size'][-1]}px, crop_pct {cfg['crop_pct']}, {cfg['interpolation']}, "
               f"mean {tuple(cfg['mean'])}, std {tuple(cfg['std'])}, {cfg['num_classes']} classes")
-        print(f"    published: params {_fmt(pub['params'], 1e6, 2)}M, MACs {_fmt(pub['macs'], 1e9, 3)}G, "
+        print(f"    published: params {_fmt(pub['params'], 1e6, 2, 'M')}, MACs {_fmt(pub['macs'], 1e9, 3, 'G')}, "
               f"top-1 {_fmt(pub['top1'], 1, 2)}, top-5 {_fmt(pub['top5'], 1, 2)}  [{pub['source']}]")
     if args.output:
         write_json_atomic(args.output, info)
