@@ -17,8 +17,10 @@ do not compete for the CPU.
     python benchmarks/train_imagenette.py --data ../shared/data/imagenette-160 --epochs 5 --seeds 0 1
 
 writes docs/results/train_imagenette.{md,csv,png} (train_imagenette_compile.* with ``--compile``) and
-keeps each ghostzoo run's checkpoint in RUN_DIR_seed<N> (seed 0 without ``--compile`` is the source
-of the packaged ``ghostnet_100.imagenette`` weights).
+keeps each ghostzoo run's checkpoint in RUN_DIR_seed<N>. A seed's runs repeat bit for bit only on the
+same CPU and library versions, which the report names: the 2026-11-23 runs of seeds 0 and 1 (among
+them the packaged ``ghostnet_100.imagenette`` weights, ghostzoo's seed 0) do not repeat on the machine
+of 2026-12-01, whose plain loop ends epoch 1 of seed 1 at 15.49% top-1 where they had 30.24%.
 """
 
 from __future__ import annotations
@@ -135,6 +137,17 @@ def run_pair(args: argparse.Namespace, seed: int) -> list:
             for a, b in zip(ours, theirs)]
 
 
+def environment() -> str:
+    """What a seed's runs depend on beyond the seed: the CPU, the kernels PyTorch picks for it, the versions."""
+    import timm
+    import torch
+
+    from ghostzoo.deploy.benchmark import processor_name
+
+    return (f"{processor_name()} ({os.cpu_count()} logical CPUs, PyTorch's {torch.backends.cpu.get_cpu_capability()} "
+            f"kernels), torch {torch.__version__}, timm {timm.__version__}")
+
+
 def inductor_cache(args: argparse.Namespace) -> Path:
     return Path(args.run_dir).parent / "inductor_cache"
 
@@ -187,7 +200,8 @@ def main() -> None:
                         help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not re-run")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     parser.add_argument("--keep-previous", action="store_true",
-                        help="keep the other seeds of the earlier report's CSV in OUT in the report")
+                        help="keep the other seeds of the earlier report's CSV in OUT in the report "
+                             "(made on the same machine and versions, or they are not repeatable)")
     parser.add_argument("--compile", action="store_true", help="train ghostzoo's runs with `ghostzoo train --compile`")
     parser.add_argument("--worker", choices=["timm"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -228,8 +242,7 @@ def main() -> None:
             f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers} --seeds "
             f"{' '.join(map(str, args.seeds))}{' --compile' if args.compile else ''}"
             f"{' --keep-previous' if kept else ''}` "
-            f"on this project's CPU machine "
-            f"(2 cores), one run after the other, one pair per seed"
+            f"on {environment()}, one run after the other, one pair per seed"
             + (f" (seeds {', '.join(map(str, kept))}: kept from an earlier run of the same command)" if kept else "")
             + ". Same data, epochs, hyper-parameters (the GhostNet recipe) and augmentation, and the "
             f"same random numbers per seed (initial weights, batches, augmentations, dropout masks); "
