@@ -10,7 +10,7 @@ This script runs train_imagenette.py's plain timm loop again for each seed in co
 and sets their final top-1 beside the two runs of train_imagenette.md (ghostzoo channels-last, the
 plain loop in NCHW):
 
-    python benchmarks/train_noise.py --seeds 0 1 2 3 4 5 6 7 8 --variants nchw:19
+    python benchmarks/train_noise.py --seeds 0 1 2 3 4 5 6 7 8 9 10 --variants nchw:19
 
 writes docs/results/train_noise.{md,csv}. A run whose result file is already in the run folder is
 not run again, and the runs of other variants found there for these seeds are reported too. Each run
