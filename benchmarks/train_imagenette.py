@@ -18,9 +18,8 @@ do not compete for the CPU.
 
 writes docs/results/train_imagenette.{md,csv,png} (train_imagenette_compile.* with ``--compile``) and
 keeps each ghostzoo run's checkpoint in RUN_DIR_seed<N>. A seed's runs repeat bit for bit only on the
-same CPU and library versions, which the report names: the 2026-11-23 runs of seeds 0 and 1 (among
-them the packaged ``ghostnet_100.imagenette`` weights, ghostzoo's seed 0) do not repeat on the machine
-of 2026-12-01, whose plain loop ends epoch 1 of seed 1 at 15.49% top-1 where they had 30.24%.
+same CPU and library versions, so the report names them, and the seeds kept with ``--keep-previous``
+must come from the same ones.
 """
 
 from __future__ import annotations
