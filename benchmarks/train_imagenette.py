@@ -18,8 +18,8 @@ do not compete for the CPU.
 
 writes docs/results/train_imagenette.{md,csv,png} (train_imagenette_compile.* with ``--compile``) and
 keeps each ghostzoo run's checkpoint in RUN_DIR_seed<N>. A seed's runs repeat bit for bit only on the
-same CPU and library versions, so the report names them, and the seeds kept with ``--keep-previous``
-must come from the same ones.
+same CPU and library versions, so the runs' folder records where they were made, the CSV carries it
+beside every row, and runs or rows from elsewhere are refused rather than reported beside these.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -151,33 +152,58 @@ def inductor_cache(args: argparse.Namespace) -> Path:
     return Path(args.run_dir).parent / "inductor_cache"
 
 
-def previous_seeds(csv_path: Path, skip: list, epochs: int) -> dict:
-    """Per-seed rows of an earlier run's CSV, for the seeds not in ``skip`` (those are run again)."""
+def check_made_here(folder: Path, here: str, has_runs: bool) -> None:
+    """Refuse a run folder whose runs were made elsewhere (or do not say where), so that a report never
+    sets runs it cannot repeat beside ones it can; record ``here`` in a folder that starts empty."""
+    from ghostzoo._io import write_text_atomic
+
+    record = folder / "environment.txt"
+    made = record.read_text().strip() if record.is_file() else None
+    if made is None and has_runs:
+        raise SystemExit(f"{folder}: holds runs that do not record where they were made; use another run folder")
+    if made is not None and made != here:
+        raise SystemExit(f"{folder}: its runs were made on {made}, not on {here}; use another run folder")
+    if made is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(record, here + "\n")
+
+
+def previous_seeds(csv_path: Path, skip: list, epochs: int, here: str) -> dict:
+    """Per-seed rows of an earlier run's CSV, for the seeds not in ``skip`` (those are run again); all of
+    them must have been made ``here``."""
     import csv
 
     if not csv_path.is_file():
         raise SystemExit(f"--keep-previous: no earlier results at {csv_path}")
     per_seed: dict = {}
+    elsewhere = set()
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
-            seed = int(row.pop("seed"))
+            seed, made = int(row.pop("seed")), row.pop("environment", None)
             if seed not in skip:
+                if made != here:
+                    elsewhere.add(seed)
                 per_seed.setdefault(seed, []).append({k: int(v) if k == "epoch" else float(v) for k, v in row.items()})
+    if elsewhere:
+        raise SystemExit(f"--keep-previous: {csv_path} holds seeds {sorted(elsewhere)} not made on {here}; "
+                         "run them again here with --seeds")
     if any(len(rows) != epochs for rows in per_seed.values()):
         raise SystemExit(f"--keep-previous: {csv_path} holds runs of another number of epochs")
     return per_seed
 
 
-def paired_summary(diffs: list, first: str = "ghostzoo") -> str:
-    """The mean of the per-seed top-1 differences (``first`` minus the other) with its standard error,
-    which says how far the mean could move with other seeds (runs that differ only in rounding already
-    end points apart)."""
-    import statistics
-
+def mean_and_se(diffs: list) -> tuple:
+    """The mean of paired differences and its standard error (None for one seed), which says how far the
+    mean could move with other seeds (runs that differ only in rounding already end points apart)."""
     mean = statistics.fmean(diffs)
-    if len(diffs) < 2:
+    return mean, (statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None)
+
+
+def paired_summary(diffs: list, first: str = "ghostzoo") -> str:
+    """The per-seed top-1 differences (``first`` minus the other) in one sentence."""
+    mean, se = mean_and_se(diffs)
+    if se is None:
         return f"Mean difference {mean:+.2f} points (one seed: no standard error)."
-    se = statistics.stdev(diffs) / len(diffs) ** 0.5
     ahead = sum(d >= 0 for d in diffs)
     return (f"Mean difference {mean:+.2f} points, standard error {se:.2f} over {len(diffs)} seeds "
             f"({first} at least as good on {ahead} of {len(diffs)}).")
@@ -219,15 +245,19 @@ def main() -> None:
     if args.compile:
         shutil.rmtree(inductor_cache(args), ignore_errors=True)  # the first compiled run pays the full compile
     stem = "train_imagenette_compile" if args.compile else "train_imagenette"
-    per_seed = previous_seeds(out / f"{stem}.csv", args.seeds, args.epochs) if args.keep_previous else {}
+    here = environment()
+    per_seed = previous_seeds(out / f"{stem}.csv", args.seeds, args.epochs, here) if args.keep_previous else {}
     kept = sorted(per_seed)
+    runs = Path(args.run_dir).parent
+    check_made_here(runs, here, has_runs=any(runs.glob(f"{Path(args.run_dir).name}_seed*")))
     per_seed.update({seed: run_pair(args, seed) for seed in args.seeds})
     per_seed = dict(sorted(per_seed.items()))
-    rows = [{"seed": seed, **row} for seed, seed_rows in per_seed.items() for row in seed_rows]
+    rows = [{"seed": seed, **row, "environment": here} for seed, seed_rows in per_seed.items() for row in seed_rows]
     columns = ["seed", "epoch", "ghostzoo_top1", "timm_top1", "ghostzoo_img_per_s", "timm_img_per_s"]
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / f"{stem}.csv", rows, columns)
+    write_csv(out / f"{stem}.csv", rows, columns + ["environment"])
     finals = [seed_rows[-1] for seed_rows in per_seed.values()]
+    diffs = [r["ghostzoo_top1"] - r["timm_top1"] for r in finals]
     mean = lambda key: sum(r[key] for r in finals) / len(finals)  # noqa: E731
     speed = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     n_val = sum(1 for f in (Path(args.data) / "val").rglob("*") if f.is_file())
@@ -241,7 +271,7 @@ def main() -> None:
             f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers} --seeds "
             f"{' '.join(map(str, args.seeds))}{' --compile' if args.compile else ''}"
             f"{' --keep-previous' if kept else ''}` "
-            f"on {environment()}, one run after the other, one pair per seed"
+            f"on {here}, one run after the other, one pair per seed"
             + (f" (seeds {', '.join(map(str, kept))}: kept from an earlier run of the same command)" if kept else "")
             + ". Same data, epochs, hyper-parameters (the GhostNet recipe) and augmentation, and the "
             f"same random numbers per seed (initial weights, batches, augmentations, dropout masks); "
@@ -259,9 +289,10 @@ def main() -> None:
             f"| training images/s (all epochs) | {speed('ghostzoo_img_per_s'):.1f} | {speed('timm_img_per_s'):.1f} |\n"
             f"\nThroughput ratio ghostzoo / timm loop: {speed('ghostzoo_img_per_s') / speed('timm_img_per_s'):.2f}x. "
             f"Top-1 difference (ghostzoo - timm), per seed: "
-            + ", ".join(f"seed {seed}: {r['ghostzoo_top1'] - r['timm_top1']:+.2f}" for seed, r in zip(per_seed, finals))
-            + ". " + paired_summary([r["ghostzoo_top1"] - r["timm_top1"] for r in finals])
-            + "\n\nBars: ghostzoo's top-1 at least the plain loop's: "
+            + ", ".join(f"seed {seed}: {d:+.2f}" for seed, d in zip(per_seed, diffs))
+            + ". " + paired_summary(diffs)
+            + "\n\nBars, on the means (a difference within one standard error is within the noise): "
+              "ghostzoo's top-1 at least the plain loop's: "
             + ("met" if mean("ghostzoo_top1") >= mean("timm_top1") else "**not met**")
             + "; ghostzoo's images/s at least the plain loop's: "
             + ("met" if speed("ghostzoo_img_per_s") >= speed("timm_img_per_s") else "**not met**") + ".\n")
@@ -271,16 +302,27 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for seed, seed_rows in per_seed.items():
-        epochs = [r["epoch"] for r in seed_rows]
-        for key, label, style in (("ghostzoo", "ghostzoo train", "-"), ("timm", "plain timm loop", "--")):
-            ax1.plot(epochs, [r[f"{key}_top1"] for r in seed_rows], style, marker="o", label=f"{label}, seed {seed}")
-            ax2.plot(epochs, [r[f"{key}_img_per_s"] for r in seed_rows], style, marker="o",
-                     label=f"{label}, seed {seed}")
-    ax1.set(xlabel="epoch", ylabel="val top-1 (%)", title="accuracy")
-    ax2.set(xlabel="epoch", ylabel="train images / s", title="throughput")
-    ax1.legend()
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
+    epochs = [r["epoch"] for r in next(iter(per_seed.values()))]
+    # One faint line per seed and a bold mean per loop: with a dozen seeds, per-seed colours are unreadable.
+    for key, label, colour in (("ghostzoo", "ghostzoo train", "tab:blue"), ("timm", "plain timm loop", "tab:orange")):
+        for ax, metric in ((ax1, "top1"), (ax2, "img_per_s")):
+            for seed_rows in per_seed.values():
+                ax.plot(epochs, [r[f"{key}_{metric}"] for r in seed_rows], color=colour, alpha=0.2, linewidth=1)
+            ax.plot(epochs, [sum(rs[i][f"{key}_{metric}"] for rs in per_seed.values()) / len(per_seed)
+                             for i in range(len(epochs))],
+                    color=colour, marker="o", linewidth=2.5, label=f"{label}, mean of {len(per_seed)} seeds")
+    ax3.bar([str(seed) for seed in per_seed], diffs, color=["tab:blue" if d >= 0 else "tab:orange" for d in diffs])
+    ax3.axhline(0, color="black", linewidth=0.8)
+    mean_diff, se = mean_and_se(diffs)
+    ax3.axhline(mean_diff, color="black", linestyle="--", label="mean")
+    if se is not None:
+        ax3.axhspan(mean_diff - se, mean_diff + se, color="grey", alpha=0.3, label="mean +- 1 standard error")
+    ax1.set(xlabel="epoch", ylabel="val top-1 (%)", title="accuracy (thin: one seed)")
+    ax2.set(xlabel="epoch", ylabel="train images / s", title="throughput (thin: one seed)")
+    ax3.set(xlabel="seed", ylabel="top-1 points", title="final top-1, ghostzoo minus plain loop")
+    for ax in (ax1, ax2, ax3):
+        ax.legend(fontsize="small")
     save_figure(fig, out / f"{stem}.png")
     print(text)
 
