@@ -222,11 +222,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                         help="one pair of runs per seed; the bars are judged on the mean")
     parser.add_argument("--run-dir", default="runs/imagenette_ghostnet_100",
-                        help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not re-run")
+                        help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not re-run; the "
+                             "folder above records the machine and versions they were made with, and refuses others")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     parser.add_argument("--keep-previous", action="store_true",
                         help="keep the other seeds of the earlier report's CSV in OUT in the report "
-                             "(made on the same machine and versions, or they are not repeatable)")
+                             "(rows made on another machine or versions are refused: they do not repeat here)")
     parser.add_argument("--compile", action="store_true", help="train ghostzoo's runs with `ghostzoo train --compile`")
     parser.add_argument("--worker", choices=["timm"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

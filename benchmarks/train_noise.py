@@ -97,7 +97,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4])
     parser.add_argument("--variants", type=parse_variant, nargs="+", default=[("nchw", 19), ("channels_last", 20)],
                         metavar="LAYOUT:K")
-    parser.add_argument("--run-dir", default="runs/train_noise")
+    parser.add_argument("--run-dir", default="runs/train_noise",
+                        help="result files go here; it records the machine and versions they were made with, "
+                             "and refuses others")
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     args = parser.parse_args()
     if not (Path(args.data) / "train").is_dir():
