@@ -102,6 +102,8 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
         history.append({"epoch": epoch + 1, "top1": 100.0 * correct / total, "train_images_per_s": speed})
         print(json.dumps(history[-1]), flush=True)
     Path(args.result).write_text(json.dumps(history))
+    if args.save_state:
+        torch.save(model.state_dict(), args.save_state)
 
 
 def result_files(args: argparse.Namespace, seed: int) -> tuple:
@@ -114,20 +116,26 @@ def finished_at(path: Path) -> str:
     return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def run_pair(args: argparse.Namespace, seed: int) -> list:
-    """Train both loops with ``seed`` (unless their results already exist); per-epoch rows."""
+def pair_commands(args: argparse.Namespace, seed: int) -> tuple:
+    """The command lines of ``seed``'s two runs: ghostzoo's trainer, then the plain loop."""
     run_dir, timm_result = result_files(args, seed)
     common = ["--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
               "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--workers", str(args.workers),
               "--seed", str(seed)]
+    ours = [sys.executable, "-m", "ghostzoo", "train", "ghostnet_100", "--data", args.data, "--recipe", "ghostnet",
+            "--output-dir", str(run_dir), *common, *(["--compile"] if args.compile else [])]
+    theirs = [sys.executable, __file__, "--worker", "timm", "--data", args.data, "--result", str(timm_result), *common]
+    return ours, theirs
+
+
+def run_pair(args: argparse.Namespace, seed: int) -> list:
+    """Train both loops with ``seed`` (unless their results already exist); per-epoch rows."""
+    run_dir, timm_result = result_files(args, seed)
+    ours_cmd, theirs_cmd = pair_commands(args, seed)
     if not (run_dir / "summary.json").is_file():
-        subprocess.run([sys.executable, "-m", "ghostzoo", "train", "ghostnet_100", "--data", args.data,
-                        "--recipe", "ghostnet", "--output-dir", str(run_dir), *common,
-                        *(["--compile"] if args.compile else [])], check=True,
-                       env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_cache(args))})
+        subprocess.run(ours_cmd, check=True, env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_cache(args))})
     if not timm_result.is_file():
-        subprocess.run([sys.executable, __file__, "--worker", "timm", "--data", args.data, "--result",
-                        str(timm_result), *common], check=True)
+        subprocess.run(theirs_cmd, check=True)
     ours = json.loads((run_dir / "summary.json").read_text())["history"]
     theirs = json.loads(timm_result.read_text())
     if len(ours) != args.epochs or len(theirs) != args.epochs:
@@ -209,7 +217,7 @@ def paired_summary(diffs: list, first: str = "ghostzoo") -> str:
             f"({first} at least as good on {ahead} of {len(diffs)}).")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "imagenette-160"))
     parser.add_argument("--epochs", type=int, default=5)
@@ -233,7 +241,12 @@ def main() -> None:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--layout", choices=["nchw", "channels_last"], default="nchw", help=argparse.SUPPRESS)
     parser.add_argument("--loss-scale", type=float, default=1.0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--save-state", help=argparse.SUPPRESS)  # the plain loop's final weights, for the tests
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.worker == "timm":
         plain_timm_loop(args)
         return
