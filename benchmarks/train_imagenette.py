@@ -48,6 +48,7 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
     from timm.scheduler import CosineLRScheduler
     from torchvision.datasets import ImageFolder
 
+    from ghostzoo._io import atomic_paths, write_text_atomic
     from ghostzoo.engine.train import epoch_seeds, seed_everything
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -101,9 +102,10 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
                 total += len(targets)
         history.append({"epoch": epoch + 1, "top1": 100.0 * correct / total, "train_images_per_s": speed})
         print(json.dumps(history[-1]), flush=True)
-    Path(args.result).write_text(json.dumps(history))
     if args.save_state:
-        torch.save(model.state_dict(), args.save_state)
+        with atomic_paths(args.save_state) as (tmp,):
+            torch.save(model.state_dict(), tmp)
+    write_text_atomic(args.result, json.dumps(history))  # last: its presence marks the run as done
 
 
 def result_files(args: argparse.Namespace, seed: int) -> tuple:
@@ -132,10 +134,10 @@ def run_pair(args: argparse.Namespace, seed: int) -> list:
     """Train both loops with ``seed`` (unless their results already exist); per-epoch rows."""
     run_dir, timm_result = result_files(args, seed)
     ours_cmd, theirs_cmd = pair_commands(args, seed)
-    if not (run_dir / "summary.json").is_file():
-        subprocess.run(ours_cmd, check=True, env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_cache(args))})
-    if not timm_result.is_file():
-        subprocess.run(theirs_cmd, check=True)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(inductor_cache(args))}
+    for name, done, cmd in (("ghostzoo", run_dir / "summary.json", ours_cmd), ("plain loop", timm_result, theirs_cmd)):
+        if not done.is_file() and subprocess.run(cmd, env=env).returncode != 0:
+            raise SystemExit(f"seed {seed}: the {name} run failed (its error is above); the report is not written")
     ours = json.loads((run_dir / "summary.json").read_text())["history"]
     theirs = json.loads(timm_result.read_text())
     if len(ours) != args.epochs or len(theirs) != args.epochs:
@@ -246,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    if not (Path(args.data) / "train").is_dir():
+        raise SystemExit(f"{parser.prog}: dataset folder not found: {args.data}")
     if args.worker == "timm":
         plain_timm_loop(args)
         return

@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     args = parser.parse_args()
     if not (Path(args.data) / "train").is_dir():
-        parser.error(f"dataset folder not found: {args.data}")
+        raise SystemExit(f"{parser.prog}: dataset folder not found: {args.data}")
 
     from _report import markdown_table, write_csv
     from train_imagenette import check_made_here, environment, finished_at, paired_summary

@@ -147,6 +147,12 @@ def test_bad_training_arguments(tiny, tmp_path, capsys):
     assert main(["train", "ghostnet_050", "--data", str(tiny), "--batch-size", "100", "--workers", "0",
                  "--output-dir", str(tmp_path / "y")]) == 1
     assert "larger than the training split" in capsys.readouterr().err
+    # refused before anything is written: no output folder is left behind
+    assert main(["train", "ghostnet_050", "--data", str(tmp_path / "none"), "--output-dir", str(tmp_path / "z")]) == 1
+    assert "dataset folder not found" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main(["train", "ghostnet_050", "--data", str(tiny), "--output-dir", str(tiny / "val" / CLASSES[0] /
+                                                                                    "corrupt.JPEG" / "z")]) == 1
+    assert "corrupt.JPEG is not a writable folder" in capsys.readouterr().err
 
 
 def test_compiled_training_trains_the_model_itself(tiny, tmp_path):

@@ -82,6 +82,16 @@ def test_scripts_refuse_a_report_made_elsewhere_in_one_line(tmp_path):
     assert not runs.exists() and sorted(p.name for p in out.iterdir()) == before
 
 
+def test_scripts_refuse_a_missing_dataset_in_one_line(tmp_path):
+    for script in ("train_imagenette.py", "train_noise.py"):
+        done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--data", str(tmp_path / "none"),
+                               "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs" / "x")],
+                              capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == f"{script}: dataset folder not found: {tmp_path / 'none'}"
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_ghostzoo_train_in_nchw_is_the_benchmarks_plain_timm_loop(train_imagenette, tmp_path):
     """The report's pairing holds: the benchmark's ghostzoo command with ``--no-channels-last`` ends with the
     plain timm loop's weights bit for bit, so the default run differs from that loop only by its memory layout

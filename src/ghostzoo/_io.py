@@ -11,6 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List
 
+from .errors import GhostzooError
+
+
+def check_writable_folder(path: str | os.PathLike, option: str) -> None:
+    """Refuse an output folder that could not be created or written, before the work that fills it (an
+    hour of timing, an epoch of training) rather than after; creates nothing, so a refused run leaves
+    nothing behind."""
+    target = Path(path).absolute()
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise GhostzooError(f"{option} {path}: {existing} is not a writable folder")
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a temp file beside ``path`` and rename it, so readers never see half a file."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from ._io import write_json_atomic
+from ._io import check_writable_folder, write_json_atomic
 from .deploy.benchmark import BACKENDS, DEFAULT_BACKENDS
 from .deploy.export import FORMATS
 from .deploy.runtime import is_exported, load_exported
@@ -311,10 +310,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.notes and not Path(args.notes).is_file():
         raise GhostzooError(f"--notes: no such file {args.notes}")
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
-    existing = next(p for p in [Path(args.output_dir).absolute(), *Path(args.output_dir).absolute().parents]
-                    if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):  # found out now, not after an hour of timing
-        raise GhostzooError(f"--output-dir {args.output_dir}: {existing} is not a writable folder")
+    check_writable_folder(args.output_dir, "--output-dir")
     previous_csv = Path(args.output_dir) / f"{args.name}.csv"
     if args.update and not previous_csv.is_file():
         raise GhostzooError(f"--update: no earlier results to update at {previous_csv}")

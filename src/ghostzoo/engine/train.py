@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from .._io import write_json_atomic
+from .._io import atomic_paths, check_writable_folder, write_json_atomic
 from ..checkpoints import GHOSTZOO_FORMAT
 from ..data import (build_dataset, collate_skipping, create_train_transform, create_transform,
                     readable_class_names)
@@ -212,9 +212,8 @@ class _Distributed:
 
 
 def _save_training_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_paths(path) as (tmp,):
+        torch.save(state, tmp)
 
 
 def _build_loss(cfg: TrainConfig, mixup_active: bool) -> nn.Module:
@@ -245,7 +244,7 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
     out_dir = Path(cfg.output_dir)
     last_path, best_path = out_dir / "last.pth", out_dir / "best.pth"
     if dist_ctx.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_writable_folder(out_dir, "--output-dir")  # created with its first file: bad input leaves nothing
         if not cfg.resume and last_path.exists():
             raise GhostzooError(f"{out_dir} already holds a run; pass --resume to continue it or choose "
                                 f"another --output-dir")
