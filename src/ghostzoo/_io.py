@@ -14,6 +14,13 @@ from typing import Any, Iterator, List
 from .errors import GhostzooError
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): libraries raise
+    errors of many lines, and the user gets one."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def check_writable_folder(path: str | os.PathLike, option: str) -> None:
     """Refuse an output folder that could not be created or written, before the work that fills it (an
     hour of timing, an epoch of training) rather than after; creates nothing, so a refused run leaves
@@ -26,17 +33,16 @@ def check_writable_folder(path: str | os.PathLike, option: str) -> None:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a temp file beside ``path`` and rename it, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_paths(path) as (tmp,):
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """The bytes counterpart of :func:`write_text_atomic`."""
+    with atomic_paths(path) as (tmp,):
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from ._io import write_text_atomic
+from ._io import atomic_paths, write_text_atomic
 
 
 def markdown_table(rows: List[Dict], columns: Sequence[str]) -> str:
@@ -38,13 +38,6 @@ def write_csv(path: str | os.PathLike, rows: List[Dict], columns: Sequence[str])
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save a matplotlib figure as ``path`` through a temp file beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_paths(path) as (tmp,):
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or None)
+    return Path(path)

@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import warnings
@@ -23,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ._io import atomic_paths, first_line
 from .errors import CheckpointError
 from .registry import CheckpointFilter, PretrainedCfg
 
@@ -82,7 +82,7 @@ def download_hf_hub(hub_id: str) -> Path:
             return Path(hf_hub_download(repo, name, revision=revision or None))
         except Exception as e:  # the hub client raises many types; all mean "not here"
             last = e
-    reason = str(last).strip().splitlines()[0] if last and str(last).strip() else type(last).__name__
+    reason = first_line(last) if last is not None else "no candidate file"
     raise CheckpointError(
         f"could not fetch {candidates} from the Hugging Face hub repo {repo!r} ({reason}); if this "
         f"machine is offline, fetch the file elsewhere and pass it with --checkpoint PATH")
@@ -332,11 +332,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str
     :func:`read_checkpoint`, which hands that metadata to ``create_model``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_paths(path) as (tmp,):
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -345,8 +342,4 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str
         else:
             torch.save({"format": GHOSTZOO_FORMAT, "architecture": architecture,
                         "state_dict": state_dict, **(extra or {})}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -8,6 +8,7 @@ from typing import Iterable, List, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
+from .._io import first_line
 from ..errors import ImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
@@ -39,5 +40,5 @@ def read_image(path: str | os.PathLike) -> Image.Image:
             im.load()
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        reason = "not an image" if isinstance(e, UnidentifiedImageError) else str(e).splitlines()[0]
+        reason = "not an image" if isinstance(e, UnidentifiedImageError) else first_line(e)
         raise ImageError(f"cannot read image {path}: {reason}") from None

@@ -51,12 +51,12 @@ from torch import nn
 from tqdm import tqdm
 
 from .._report import markdown_table, save_figure, write_csv
-from .._io import write_text_atomic
+from .._io import first_line, write_text_atomic
 from ..errors import GhostzooError, ImageError
 from ..factory import create_model
 from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
 from .reparameterize import reparameterize as reparameterize_model
-from .runtime import RUNTIMES, _first_line, is_exported, load_exported
+from .runtime import RUNTIMES, is_exported, load_exported
 
 BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino", "int8", "int8_openvino")
 FILE_BACKEND = "file"
@@ -284,10 +284,10 @@ def _measure(s: _Subject, backend: str, batch: int, ctx: _Context, budget: Timin
             row.first_call_s = time.perf_counter() - t0
             times = np.asarray(time_runs(lambda: runner(x), budget, sync)) * 1e3
     except GhostzooError as e:
-        row.status = f"unsupported: {_first_line(e)}"
+        row.status = f"unsupported: {first_line(e)}"
         return row
     except Exception as e:  # noqa: BLE001 -- any failure of one backend becomes its row, the run goes on
-        row.status = f"error: {type(e).__name__}: {_first_line(e)}"
+        row.status = f"error: {type(e).__name__}: {first_line(e)}"
         return row
     finally:
         runner = None  # release the session / compiled model before the next measurement
@@ -449,8 +449,8 @@ def _benchmark_model(name: str, subject: _Subject | None, backends: Sequence[str
         s = subject or _build_subject(name, None, input_size, reparameterize)
         gmacs = _macs(s) / 1e9 if batched_max_gmacs is not None else None
     except Exception as e:  # noqa: BLE001 -- a model that cannot be built or profiled gives failure rows
-        status = f"unsupported: {_first_line(e)}" if isinstance(e, GhostzooError) else \
-            f"error: {type(e).__name__}: {_first_line(e)}"
+        status = f"unsupported: {first_line(e)}" if isinstance(e, GhostzooError) else \
+            f"error: {type(e).__name__}: {first_line(e)}"
         bar.update(len(backends) * len(batch_sizes))
         return [BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=status)
                 for b in backends for n in batch_sizes]
@@ -657,7 +657,7 @@ def read_rows(path: str | os.PathLike) -> list[BenchmarkRow]:
             rows.append(BenchmarkRow(**values))
         return rows
     except (OSError, KeyError, TypeError, ValueError) as e:
-        raise GhostzooError(f"{path} is not a benchmark CSV of this version ({_first_line(e)})") from None
+        raise GhostzooError(f"{path} is not a benchmark CSV of this version ({first_line(e)})") from None
 
 
 def merge_rows(old: Sequence[BenchmarkRow], new: Sequence[BenchmarkRow]) -> list[BenchmarkRow]:

@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .._io import atomic_paths, console_silenced
+from .._io import atomic_paths, console_silenced, first_line
 from ..errors import GhostzooError
 from ..layers import neighbour_choices
 from ..registry import PretrainedCfg
@@ -226,8 +226,7 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         except GhostzooError:
             raise
         except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
-            text = str(e).strip()
-            line = text.splitlines()[0] if text else type(e).__name__
+            line = first_line(e)
             line = line if len(line) <= 200 else line[:200] + " ..."
             raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: {line}") from None
 

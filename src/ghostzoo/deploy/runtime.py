@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import first_line
 from ..errors import CheckpointError
 from ..registry import PretrainedCfg, Published
 
@@ -79,11 +80,6 @@ def write_onnx_metadata(model_proto: Any, cfg: PretrainedCfg | str, **extra: Any
     entry.key, entry.value = METADATA_KEY, cfg if isinstance(cfg, str) else cfg_to_metadata(cfg, **extra)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 class ExportedModel(nn.Module):
     """Base of the runtime wrappers: the file's path, its cfg (``pretrained_cfg``, ``num_classes``)
     and the other facts stored with it (``extra``; for an int8 file, its quantization scheme)."""
@@ -101,7 +97,7 @@ class ExportedModel(nn.Module):
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 -- every runtime raises its own types
-            raise CheckpointError(f"{self.path} is not a runnable {self.kind} model: {_first_line(e)}") from None
+            raise CheckpointError(f"{self.path} is not a runnable {self.kind} model: {first_line(e)}") from None
 
     def _set_metadata(self, text: str | None) -> None:
         if not text:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from .._io import atomic_paths, check_writable_folder, write_json_atomic
+from .._io import atomic_paths, first_line, check_writable_folder, write_json_atomic
 from ..checkpoints import GHOSTZOO_FORMAT
 from ..data import (build_dataset, collate_skipping, create_train_transform, create_transform,
                     readable_class_names)
@@ -370,7 +370,7 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
                     loss = criterion(train_model(images), targets)
             except torch._dynamo.exc.BackendCompilerFailed as e:  # e.g. no C++ compiler for inductor on CPU
                 inner = e.inner_exception
-                raise GhostzooError(f"--compile failed: {type(inner).__name__}: {str(inner).strip().splitlines()[0]}; "
+                raise GhostzooError(f"--compile failed: {type(inner).__name__}: {first_line(inner)}; "
                                     f"train without --compile") from e
             if not math.isfinite(loss.item()):
                 raise GhostzooError(f"loss became {loss.item()} at epoch {epoch + 1} step {step}; "

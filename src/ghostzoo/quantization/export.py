@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..deploy.runtime import write_onnx_metadata
-from .._io import console_silenced
+from .._io import console_silenced, first_line, write_bytes_atomic
 from ..errors import GhostzooError
 from .fake_quant import WeightFakeQuant, weight_scales
 
@@ -161,7 +160,7 @@ def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         except torch.onnx.errors.OnnxExporterError as e:
-            reason = str(e).strip().splitlines()[0]
+            reason = first_line(e)
             raise GhostzooError(f"cannot export {model.pretrained_cfg.architecture} at {input_size}px to "
                                 f"ONNX: {reason}") from None
     return onnx.load_from_string(buffer.getvalue())
@@ -186,14 +185,4 @@ def int8_proto(model: nn.Module, input_size: int, **facts: Any) -> Any:
 
 def save_proto(proto: Any, path: str | os.PathLike) -> Path:
     """Write an ONNX ``ModelProto`` to a temp file beside ``path`` and rename it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, proto.SerializeToString())

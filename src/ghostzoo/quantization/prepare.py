@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
+from .._io import first_line
 from ..deploy import reparameterize
 from ..errors import GhostzooError
 from ..layers.lego_conv import LegoConv2d
@@ -193,7 +194,7 @@ def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str
         gm = torch.fx.symbolic_trace(float_model)
     except Exception as e:  # noqa: BLE001 -- fx raises many types on code it cannot trace
         raise UnsupportedModelError(f"{cfg.architecture}: its graph cannot be traced for int8 "
-                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                                    f"({type(e).__name__}: {first_line(e)})") from None
     modules = dict(gm.named_modules())
     _remove_no_ops(gm, modules)
     size = input_size or cfg.input_size[-1]
