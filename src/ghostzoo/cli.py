@@ -18,7 +18,8 @@ from .deploy.export import FORMATS
 from .deploy.runtime import is_exported, load_exported
 from .errors import GhostzooError
 from .factory import create_model
-from .inference import Predictor, demo_images, resolve_device, true_label
+from ._runtime import resolve_device
+from .inference import Predictor, demo_images, true_label
 from .profile import profile_model
 from .quantization.observers import OBSERVERS
 from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg, list_models

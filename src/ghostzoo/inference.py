@@ -11,21 +11,9 @@ import torch
 import torch.nn as nn
 
 from .data import create_transform, find_images, imagenet_class_names, imagenet_wnids, read_image
-from .errors import GhostzooError, ImageError
+from ._runtime import resolve_device
+from .errors import ImageError
 from .registry import PretrainedCfg
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """A usable torch device, or a one-line error (e.g. ``cuda`` on a machine without a GPU)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as e:
-        raise GhostzooError(f"unknown device {name!r} ({e})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GhostzooError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise GhostzooError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def class_names_for(cfg: PretrainedCfg, num_classes: int) -> List[str]:

@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from .._report import markdown_table, save_figure, write_csv
 from .._io import first_line, write_text_atomic
+from .._runtime import resolve_device
 from ..errors import GhostzooError, ImageError
 from ..factory import create_model
 from ..registry import PretrainedCfg, get_pretrained_cfg, list_models
@@ -405,7 +406,6 @@ def benchmark(
             network the exporters write; False times the model as built.
         progress: a tqdm bar on stderr over the measurements.
     """
-    from ..inference import resolve_device
 
     device = resolve_device(device)
     unknown = [b for b in backends if b not in BACKENDS]

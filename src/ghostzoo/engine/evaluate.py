@@ -15,8 +15,7 @@ from tqdm import tqdm
 
 from ..data import LabelledImages, build_dataset, collate_skipping, create_transform, imagenet_target_map
 from ..errors import GhostzooError
-from ..inference import resolve_device
-from ._runtime import autocast, to_memory_format
+from .._runtime import autocast, resolve_device, to_memory_format
 
 
 @dataclass

@@ -32,9 +32,8 @@ from ..data import (build_dataset, collate_skipping, create_train_transform, cre
                     readable_class_names)
 from ..errors import GhostzooError
 from ..factory import create_model
-from ..inference import resolve_device
 from ..registry import get_pretrained_cfg
-from ._runtime import autocast, to_memory_format
+from .._runtime import autocast, resolve_device, to_memory_format
 from .evaluate import evaluate
 
 # The paper recipes, at their published batch sizes; lr is scaled linearly with the batch size.

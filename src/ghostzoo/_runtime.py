@@ -1,4 +1,4 @@
-"""Device, precision and memory-format choices shared by the evaluation and training loops."""
+"""Device, precision and memory-format choices shared by prediction, evaluation, training and benchmarks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,21 @@ from typing import ContextManager, Optional
 
 import torch
 
-from ..errors import GhostzooError
+from .errors import GhostzooError
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """A usable torch device, or a one-line error (e.g. ``cuda`` on a machine without a GPU)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as e:
+        raise GhostzooError(f"unknown device {name!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GhostzooError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise GhostzooError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
