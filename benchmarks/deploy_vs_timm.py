@@ -28,7 +28,7 @@ them too, wherever they apply):
   (per-channel int8 weights, uint8 activations), calibrated on real ImageNet validation images with
   the model's eval preprocessing, and its OpenVINO IR (``ghostzoo export --int8``).
 
-Bars (issue 8): ghostzoo's fastest fp32 export is at least 1.2x faster than the baseline, and its fastest
+Bars: ghostzoo's fastest fp32 export is at least 1.2x faster than the baseline, and its fastest
 bf16 / int8 path at least 2x faster.
 
     python benchmarks/deploy_vs_timm.py                  # writes docs/results/deploy_vs_timm.{md,csv,png}
@@ -55,13 +55,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import ghostzoo  # noqa: E402
+from ghostzoo.bench.tables import markdown_table, save_figure, write_csv  # noqa: E402
 from ghostzoo.deploy import export_model  # noqa: E402
 from ghostzoo.deploy.runtime import OnnxRuntimeModel  # noqa: E402
-
-from _report import markdown_table, save_figure, write_csv  # noqa: E402
 
 MACS = 148.8e6  # ghostnet_100 at 224 px, batch 1 (fvcore's convention; `ghostzoo profile ghostnet_100`)
 CALIB = ROOT.parent / "shared" / "data" / "imagenet-val-sample"

@@ -39,8 +39,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _report import markdown_table, save_figure, write_csv  # noqa: E402
 from pets_finetune import finetune_command, run_ghostzoo  # noqa: E402
+
+from ghostzoo.bench.tables import markdown_table, save_figure, write_csv  # noqa: E402
 
 BARS = {"ptq_drop": 1.0, "qat_drop": 0.3, "bs1_speedup": 1.8}
 CONV_OPS = ("Conv", "FusedConv", "QLinearConv")

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
+import shlex
 
 import pytest
 import torch
 from PIL import Image
 
 from ghostzoo import create_model, profile_model
+from ghostzoo.bench import (
+    COLUMNS,
+    TimingBudget,
+    benchmark,
+    environment,
+    markdown_report,
+    read_rows,
+    time_runs,
+    write_report,
+)
 from ghostzoo.cli import main
 from ghostzoo.deploy import reparameterize
-from ghostzoo.deploy.benchmark import (COLUMNS, TimingBudget, benchmark, environment, markdown_report, time_runs,
-                                      write_report)
 from ghostzoo.errors import GhostzooError
 
 QUICK = TimingBudget(warmup=1, min_iters=3, min_time_s=0.0, max_time_s=60.0, max_iters=3)
@@ -42,14 +52,17 @@ def test_rows_are_well_formed(rows):
 
 def test_report_files_are_written_and_parse(rows, tmp_path):
     settings = environment("cpu", 1, QUICK)
-    written = write_report(rows, tmp_path, "zoo", settings, command="ghostzoo benchmark ghostnet_050", notes="Why.")
+    rows = [dataclasses.replace(r, command="ghostzoo benchmark ghostnet_050") for r in rows]
+    written = write_report(rows, tmp_path, "zoo", settings, notes="Why.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.csv", "zoo.md", "zoo.png"]  # no temp files left
     with open(written["csv"], newline="") as f:
         table = list(csv.DictReader(f))
     assert tuple(table[0]) == COLUMNS and len(table) == len(rows)
     assert [float(t["median_ms"]) for t in table] == pytest.approx([r.median_ms for r in rows])
+    assert read_rows(written["csv"]) == rows  # the CSV is the record: the report can be written again from it
     md = written["md"].read_text()
-    assert md.splitlines()[0] == "# Benchmark: zoo" and "ghostzoo benchmark ghostnet_050" in md and "Why." in md
+    assert md.splitlines()[0] == "# Benchmark: zoo" and "Why." in md
+    assert "```bash\nghostzoo benchmark ghostnet_050\n```" in md  # one command, listed once
     assert "- threads: 1 for every backend" in md
     for batch in (1, 2):
         section = md.split(f"## Batch {batch}\n")[1].split("\n## ")[0]
@@ -179,14 +192,16 @@ def test_cli_times_an_exported_file(kind, tmp_path, capsys):
 
 def test_update_measures_again_only_what_it_names(tmp_path, capsys):
     """--update: a first run writes two models; a second re-times one backend of one of them. The
-    other rows stay as they were (read back from the CSV), the re-timed one is replaced in place, and
-    the report lists both commands."""
+    other rows stay as they were, the re-timed one is replaced in place and names the second command,
+    and the report lists both commands: all read back from the CSV (the old NAME.md is not read)."""
     out = tmp_path / "out"
     first = ["benchmark", "ghostnet_050", "tinynet_e", "--backends", "eager,onnxruntime", "--input-size", "64",
              *QUICK_ARGS, "--output-dir", str(out), "--name", "zoo"]
     assert main(first) == 0
     with open(out / "zoo.csv", newline="") as f:
         before = list(csv.DictReader(f))
+    assert {r["command"] for r in before} == {shlex.join(["ghostzoo", *first])}
+    (out / "zoo.md").write_text("# not a report any more\n")
     second = ["benchmark", "tinynet_e", "--backends", "onnxruntime", "--input-size", "64", *QUICK_ARGS,
               "--output-dir", str(out), "--name", "zoo", "--update"]
     assert main(second) == 0
@@ -196,16 +211,19 @@ def test_update_measures_again_only_what_it_names(tmp_path, capsys):
     assert [key(r) for r in after] == [key(r) for r in before]
     changed = [a for a, b in zip(after, before) if a != b]
     assert [key(r) for r in changed] == [("tinynet_e", "onnxruntime", "1")]  # timings differ run to run
+    assert changed[0]["command"] == shlex.join(["ghostzoo", *second])
     md = (out / "zoo.md").read_text()
     block = md.split("```bash\n")[1].split("\n```")[0].splitlines()
-    assert len(block) == 2 and block[0].endswith("--name zoo") and block[1].endswith("--update")
+    assert block == [shlex.join(["ghostzoo", *first]), shlex.join(["ghostzoo", *second])]
     capsys.readouterr()
     assert main(["benchmark", "tinynet_e", "--output-dir", str(tmp_path / "none"), "--update"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ghostzoo benchmark: error: --update: no earlier results to update at {tmp_path / 'none'}"
                    "/benchmark.csv"] and not (tmp_path / "none").exists()
-    (out / "other.csv").write_text("model,latency\n")  # a CSV of something else, even one without rows
-    assert main(["benchmark", "tinynet_e", "--output-dir", str(out), "--name", "other", "--update"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is not a benchmark CSV of this version (columns model, latency)" in err[0]
-    assert (out / "other.csv").read_text() == "model,latency\n" and not (out / "other.md").exists()
+    for name, header in [("other", "model,latency"), ("older", ",".join(c for c in COLUMNS if c != "command"))]:
+        (out / f"{name}.csv").write_text(header + "\n")  # a CSV of something else, or of an earlier version
+        assert main(["benchmark", "tinynet_e", "--output-dir", str(out), "--name", name, "--update"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        columns = header.replace(",", ", ")
+        assert len(err) == 1 and f"is not a benchmark CSV of this version (columns {columns})" in err[0]
+        assert (out / f"{name}.csv").read_text() == header + "\n" and not (out / f"{name}.md").exists()
