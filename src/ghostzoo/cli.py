@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import __version__
-from ._io import check_writable_folder, write_json_atomic
-from .deploy.benchmark import BACKENDS, DEFAULT_BACKENDS
+from ._io import write_json_atomic
+from .bench import BACKENDS, DEFAULT_BACKENDS, TimingBudget, run_benchmark
 from .deploy.export import FORMATS
 from .deploy.runtime import is_exported, load_exported
 from .errors import GhostzooError
@@ -300,30 +302,14 @@ def _backends(text: str) -> list[str]:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .deploy.benchmark import (TimingBudget, benchmark, environment, merge_rows, read_rows, report_commands,
-                                   write_report)
-
-    if not args.models and not (args.checkpoint and is_exported(args.checkpoint)):
-        raise GhostzooError("name a model (or pattern), or pass --checkpoint FILE.onnx to time that file")
-    models = args.models or [load_exported(args.checkpoint).pretrained_cfg.architecture]
     budget = TimingBudget(warmup=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
                           max_time_s=args.max_time, max_iters=args.max_iters)
-    if args.notes and not Path(args.notes).is_file():
-        raise GhostzooError(f"--notes: no such file {args.notes}")
-    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
-    check_writable_folder(args.output_dir, "--output-dir")
-    previous_csv = Path(args.output_dir) / f"{args.name}.csv"
-    if args.update and not previous_csv.is_file():
-        raise GhostzooError(f"--update: no earlier results to update at {previous_csv}")
-    previous = read_rows(previous_csv) if args.update else []  # read now: a bad file fails before the timing
-    rows = benchmark(models, args.backends, args.batch_sizes, args.device, input_size=args.input_size,
-                     checkpoint=args.checkpoint, threads=args.threads, budget=budget, calib_data=args.calib_data,
-                     batched_max_gmacs=args.batched_max_gmacs, reparameterize=args.reparameterize, progress=True)
-    settings = environment(args.device, rows[0].threads, budget, args.reparameterize)
-    commands = report_commands(previous_csv.with_suffix(".md")) if args.update else []
-    command = "\n".join([*commands, shlex.join(["ghostzoo", *args.argv])])
-    written = write_report(merge_rows(previous, rows), args.output_dir, args.name, settings, command=command,
-                           notes=notes)
+    run = run_benchmark(args.models, args.output_dir, args.name, command=shlex.join(["ghostzoo", *args.argv]),
+                        notes=args.notes, update=args.update, device=args.device, checkpoint=args.checkpoint,
+                        budget=budget, reparameterize=args.reparameterize, backends=args.backends,
+                        batch_sizes=args.batch_sizes, input_size=args.input_size, threads=args.threads,
+                        calib_data=args.calib_data, batched_max_gmacs=args.batched_max_gmacs, progress=True)
+    rows = run.rows
     backends = list(dict.fromkeys(r.backend for r in rows))
     for batch in args.batch_sizes:
         cells = {}
@@ -333,9 +319,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         print(f"batch {batch}: median latency (ms)")
         print(_table([[m, *(c.get(b, "-") for b in backends)] for m, c in cells.items()], ["model", *backends]))
         print()
-    print(f"threads: {rows[0].threads}; wrote " + ", ".join(str(p) for p in written.values()))
+    print(f"threads: {rows[0].threads}; wrote " + ", ".join(str(p) for p in run.written.values()))
     if args.output:
-        write_json_atomic(args.output, {"settings": settings, "rows": [r.to_dict() for r in rows]})
+        write_json_atomic(args.output, {"settings": run.settings, "rows": [r.to_dict() for r in rows]})
     if not any(r.ok for r in rows):
         raise GhostzooError(f"nothing could be measured; first problem: {rows[0].status}")
     return 0
@@ -432,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split")
     p.add_argument("--steps-per-epoch", type=_positive_int, help="cap on optimizer steps per epoch")
     p.add_argument("--deterministic", action="store_true", default=None)
+    p.add_argument("--log-interval", type=_positive_int,
+                   help="steps between reads of the loss from the device for the progress bar (default: 50)")
 
     p = add("export", cmd_export, "a deployable file (ONNX, OpenVINO IR, TorchScript, pt2) of the deploy-form "
             "model, checked against PyTorch", json_flag="--report")
@@ -513,6 +501,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _console_logging() -> Iterator[None]:
+    """The library's INFO records (a training run's "resumed ..." and per-epoch lines) on stdout as plain
+    lines while a command runs: the library logs, the command decides what the user sees."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("ghostzoo")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -521,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return args.fn(args)
+        with _console_logging():
+            return args.fn(args)
     except GhostzooError as e:
         print(f"ghostzoo {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """Evaluation and training loops."""
 
+from .config import TrainConfig, recipe_defaults
 from .evaluate import EvalResult, evaluate, validate
-from .train import TrainConfig, recipe_defaults, train
+from .train import train
 
 __all__ = ["evaluate", "validate", "EvalResult", "train", "TrainConfig", "recipe_defaults"]

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .._runtime import autocast, resolve_device, to_memory_format
 from ..data import LabelledImages, build_dataset, collate_skipping, create_transform, imagenet_target_map
 from ..errors import GhostzooError
-from .._runtime import autocast, resolve_device, to_memory_format
 
 
 @dataclass
@@ -32,6 +32,33 @@ class EvalResult:
         return asdict(self)
 
 
+class _Tally:
+    """Running hits and loss of an evaluation, overall and per dataset class."""
+
+    def __init__(self) -> None:
+        self.correct1 = self.correct5 = self.seen = 0
+        self.loss_sum = 0.0
+        self.per_class_hits: Dict[int, List[int]] = {}  # dataset label -> [top-1 hits, images]
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> None:
+        """One batch: ``labels`` index the logits, ``targets`` are the dataset's labels."""
+        self.loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hit1 = top[:, 0] == labels
+        self.correct1 += int(hit1.sum())
+        self.correct5 += int((top == labels[:, None]).any(dim=1).sum())
+        self.seen += len(labels)
+        for t, h in zip(targets.tolist(), hit1.tolist()):
+            hits = self.per_class_hits.setdefault(t, [0, 0])
+            hits[0] += int(h)
+            hits[1] += 1
+
+    def per_class(self, class_names: Sequence[str]) -> Dict[str, float]:
+        """Top-1 (%) per class name (the label's number without names)."""
+        names = list(class_names) if class_names else [str(i) for i in range(max(self.per_class_hits) + 1)]
+        return {names[t]: 100.0 * h / n for t, (h, n) in sorted(self.per_class_hits.items())}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
              amp: Optional[str] = None, channels_last: bool = True, class_names: Sequence[str] = (),
@@ -43,39 +70,25 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = 
     """
     device = torch.device(device)
     model.eval()
-    num_classes = len(class_names) if class_names else None
-    correct1 = correct5 = seen = 0
-    loss_sum = 0.0
-    per_class_hits: Dict[int, List[int]] = {}
+    tally = _Tally()
     skipped: List[Dict[str, str]] = []
     mapping = torch.tensor(target_map) if target_map is not None else None
     start = time.perf_counter()
-    for images, targets, bad in tqdm(loader, desc="validate", unit="batch", disable=None if progress else True, leave=False):
+    batches = tqdm(loader, desc="validate", unit="batch", disable=None if progress else True, leave=False)
+    for images, targets, bad in batches:
         skipped += [{"path": s.path, "reason": s.reason} for s in bad]
         if images is None:
             continue
-        labels = targets if mapping is None else mapping[targets]
         images = to_memory_format(images.to(device, non_blocking=True), channels_last)
         with autocast(device, amp):
             logits = model(images)
-        logits = logits.float().cpu()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        hit1 = top[:, 0] == labels
-        correct1 += int(hit1.sum())
-        correct5 += int((top == labels[:, None]).any(dim=1).sum())
-        seen += len(labels)
-        for t, h in zip(targets.tolist(), hit1.tolist()):
-            per_class_hits.setdefault(t, [0, 0])
-            per_class_hits[t][0] += int(h)
-            per_class_hits[t][1] += 1
+        tally.add(logits.float().cpu(), targets if mapping is None else mapping[targets], targets)
     elapsed = time.perf_counter() - start
-    if seen == 0:
+    if tally.seen == 0:
         raise GhostzooError(f"no readable image to evaluate ({len(skipped)} skipped)")
-    names = list(class_names) if num_classes else [str(i) for i in range(max(per_class_hits) + 1)]
-    per_class = {names[t]: 100.0 * h / n for t, (h, n) in sorted(per_class_hits.items())}
-    return EvalResult(100.0 * correct1 / seen, 100.0 * correct5 / seen, loss_sum / seen, seen,
-                      seen / elapsed, per_class, skipped)
+    seen = tally.seen
+    return EvalResult(100.0 * tally.correct1 / seen, 100.0 * tally.correct5 / seen, tally.loss_sum / seen, seen,
+                      seen / elapsed, tally.per_class(class_names), skipped)
 
 
 def dataset_target_map(dataset: LabelledImages, num_outputs: int) -> Optional[List[int]]:

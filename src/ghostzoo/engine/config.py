@@ -1,0 +1,96 @@
+"""What a training run is told: the paper recipes and :class:`TrainConfig`, every knob of a run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..errors import GhostzooError
+
+# The paper recipes, at their published batch sizes; lr is scaled linearly with the batch size.
+RECIPES: Dict[str, Dict[str, Any]] = {
+    # GhostNet (CVPR 2020, Sec. 4.2): SGD momentum 0.9, cosine, label smoothing 0.1, dropout 0.2,
+    # weight decay 4e-5; lr 0.4 for a batch of 1024.
+    "ghostnet": dict(opt="sgd", lr_base=0.4, lr_base_batch=1024, momentum=0.9, weight_decay=4e-5,
+                     warmup_epochs=3, smoothing=0.1, drop_rate=0.2, color_jitter=0.4, auto_augment=None,
+                     re_prob=0.0, mixup=0.0, cutmix=0.0, ema=False, ema_decay=0.9999),
+    # DeiT's recipe, used by TNT, ViG, Wave-MLP, AugViT: AdamW, RandAugment, mixup/cutmix, erasing, EMA.
+    "deit": dict(opt="adamw", lr_base=5e-4, lr_base_batch=512, momentum=0.9, weight_decay=0.05,
+                 warmup_epochs=5, smoothing=0.1, drop_rate=0.0, color_jitter=None,
+                 auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, mixup=0.8, cutmix=1.0, ema=True,
+                 ema_decay=0.99996),
+}
+
+
+def recipe_defaults(recipe: str) -> Dict[str, Any]:
+    """A copy of ``recipe``'s hyper-parameters (callers may change it), or a one-line error naming the recipes."""
+    try:
+        return dict(RECIPES[recipe])
+    except KeyError:
+        raise GhostzooError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}") from None
+
+
+def world_size() -> int:
+    """The number of training processes, as torchrun announces it (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. ``None`` means: the recipe's value."""
+
+    model: str
+    data: str
+    output_dir: str = ""
+    recipe: str = "ghostnet"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: Optional[float] = None
+    min_lr: float = 1e-6
+    opt: Optional[str] = None
+    momentum: Optional[float] = None
+    weight_decay: Optional[float] = None
+    warmup_epochs: Optional[float] = None
+    smoothing: Optional[float] = None
+    drop_rate: Optional[float] = None
+    drop_path_rate: Optional[float] = None
+    color_jitter: Optional[float] = None
+    auto_augment: Optional[str] = None
+    re_prob: Optional[float] = None
+    mixup: Optional[float] = None
+    cutmix: Optional[float] = None
+    ema: Optional[bool] = None
+    ema_decay: Optional[float] = None
+    img_size: Optional[int] = None
+    checkpoint: Optional[str] = None
+    num_classes: Optional[int] = None
+    resume: bool = False
+    seed: int = 0
+    workers: int = 2
+    amp: Optional[str] = None
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "cpu"
+    train_split: str = "train"
+    val_split: str = "val"
+    steps_per_epoch: Optional[int] = None  # cap, for smoke tests and quick experiments
+    deterministic: bool = False
+    progress: bool = True
+    log_interval: int = 50  # steps between reads of the loss from the device (progress bar, debug log)
+
+    def finalize(self) -> "TrainConfig":
+        """Fill ``None`` knobs from the recipe and scale the learning rate to the batch size."""
+        recipe = recipe_defaults(self.recipe)
+        for key, value in recipe.items():
+            if hasattr(self, key) and getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.lr is None:
+            self.lr = recipe["lr_base"] * self.batch_size * world_size() / recipe["lr_base_batch"]
+        if not self.output_dir:
+            self.output_dir = str(Path("runs") / self.model)
+        for name in ("epochs", "batch_size", "log_interval"):
+            if getattr(self, name) < 1:
+                raise GhostzooError(f"{name} must be at least 1")
+        return self
