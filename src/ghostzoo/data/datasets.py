@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from torch.utils.data import Dataset, default_collate
 
+from .._io import first_line
 from ..errors import GhostzooError, ImageError
 from .classes import imagenet_wnids
 from .images import IMAGE_EXTENSIONS, read_image
@@ -77,12 +78,14 @@ def collate_skipping(batch: list):
     return images, targets, skipped
 
 
-def _image_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _read_label_lines(path: Path) -> List[List[str]]:
-    return [line.split() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+def _read_label_lines(path: Path) -> List[Tuple[int, List[str]]]:
+    """``(line number, fields)`` of the non-empty, non-comment lines of a label file."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise GhostzooError(f"cannot read {path}: {first_line(e)}") from None
+    return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.startswith("#")]
 
 
 def image_folder(root: Path) -> Tuple[List[Sample], List[str]]:
@@ -94,12 +97,15 @@ def image_folder(root: Path) -> Tuple[List[Sample], List[str]]:
 
 def ilsvrc_val(root: Path, labels: Path) -> Tuple[List[Sample], List[str]]:
     folder = root / "images" if (root / "images").is_dir() else root
+    classes = imagenet_wnids()
     samples = []
-    for parts in _read_label_lines(labels):
+    for n, parts in _read_label_lines(labels):
         if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
-            raise GhostzooError(f"{labels}: expected '<file> <class index>' lines, got {' '.join(parts)!r}")
+            raise GhostzooError(f"{labels}:{n}: expected '<file> <class index>', got {' '.join(parts)!r}")
+        if not 0 <= int(parts[1]) < len(classes):
+            raise GhostzooError(f"{labels}:{n}: class index {parts[1]} is outside ImageNet's 0..{len(classes) - 1}")
         samples.append((folder / parts[0], int(parts[1])))
-    return samples, imagenet_wnids()
+    return samples, classes
 
 
 def stratified_split(names_by_class: Dict[int, List[str]], every: int = 5) -> Dict[str, List[str]]:
@@ -111,20 +117,38 @@ def stratified_split(names_by_class: Dict[int, List[str]], every: int = 5) -> Di
     return split
 
 
+def _pet_labels(path: Path) -> Tuple[Dict[str, int], List[str]]:
+    """Image name -> class index, and the class (breed) names, from ``annotations/list.txt``.
+
+    Lines are ``<image> <class id> <species> <breed id>``; any subset of the 37 breeds is a dataset,
+    so the class ids present are numbered 0.. in their order, and each class is named by its breed.
+    """
+    ids: Dict[str, int] = {}
+    for n, parts in _read_label_lines(path):
+        if len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) < 1:
+            raise GhostzooError(f"{path}:{n}: expected '<image> <class id> <species> <breed id>', "
+                                f"got {' '.join(parts)!r}")
+        ids[parts[0]] = int(parts[1])
+    if not ids:
+        raise GhostzooError(f"{path}: no labelled image")
+    index = {cid: i for i, cid in enumerate(sorted(set(ids.values())))}
+    breeds = {index[cid]: name.rsplit("_", 1)[0].replace("_", " ") for name, cid in sorted(ids.items())}
+    return {name: index[cid] for name, cid in ids.items()}, [breeds[i] for i in range(len(index))]
+
+
 def oxford_pet(root: Path, split: str) -> Tuple[List[Sample], List[str]]:
     ann = root / "annotations"
-    rows = _read_label_lines(ann / "list.txt")
-    label = {parts[0]: int(parts[1]) - 1 for parts in rows}
-    breeds: Dict[int, str] = {}
-    for name, idx in label.items():
-        breeds.setdefault(idx, name.rsplit("_", 1)[0].replace("_", " "))
-    classes = [breeds[i] for i in range(len(breeds))]
+    label, classes = _pet_labels(ann / "list.txt")
     official = {"train": ann / "trainval.txt", "trainval": ann / "trainval.txt", "val": ann / "test.txt",
                 "test": ann / "test.txt"}
     if split not in official:
         raise GhostzooError(f"Oxford-IIIT Pet splits are train (trainval) and test (val), not {split!r}")
     if official[split].is_file():
-        names = [parts[0] for parts in _read_label_lines(official[split])]
+        names = []
+        for n, parts in _read_label_lines(official[split]):
+            if parts[0] not in label:
+                raise GhostzooError(f"{official[split]}:{n}: {parts[0]!r} is not in {ann / 'list.txt'}")
+            names.append(parts[0])
     else:
         by_class: Dict[int, List[str]] = {}
         for name, idx in label.items():
