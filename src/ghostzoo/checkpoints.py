@@ -219,6 +219,20 @@ def _adapt_first_conv(state_dict: StateDict, model_sd: Mapping[str, torch.Tensor
             state_dict[key] = adapt_input_conv(target.shape[1], w)
 
 
+def _mismatch(missing: List[str], unexpected: List[str], wrong: List[str], state_dict: StateDict,
+              model_sd: StateDict) -> str:
+    """The keys of a checkpoint that does not fit, in one line: missing, unexpected, wrong shape."""
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {_listing(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {_listing(unexpected)}")
+    if wrong:
+        parts.append("wrong shape: " + _listing(
+            f"{k} {tuple(state_dict[k].shape)} vs model {tuple(model_sd[k].shape)}" for k in wrong))
+    return "; ".join(parts)
+
+
 def fit_state_dict(model: nn.Module, state_dict: StateDict, cfg: PretrainedCfg) -> List[str]:
     """Load ``state_dict`` into ``model`` strictly, except for a classifier of another size.
 
@@ -235,17 +249,9 @@ def fit_state_dict(model: nn.Module, state_dict: StateDict, cfg: PretrainedCfg) 
     missing = [k for k in model_sd if k not in state_dict]
     unexpected = [k for k in state_dict if k not in model_sd]
     wrong = [k for k in state_dict if k in model_sd and state_dict[k].shape != model_sd[k].shape]
-    head_only = all(is_head(k) for k in missing + unexpected + wrong)
-    if (missing or unexpected or wrong) and not head_only:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {_listing(unexpected)}")
-        if wrong:
-            parts.append("wrong shape: " + _listing(
-                f"{k} {tuple(state_dict[k].shape)} vs model {tuple(model_sd[k].shape)}" for k in wrong))
-        raise CheckpointError(f"checkpoint does not fit {cfg.architecture}: " + "; ".join(parts))
+    if not all(is_head(k) for k in missing + unexpected + wrong):
+        raise CheckpointError(f"checkpoint does not fit {cfg.architecture}: "
+                              + _mismatch(missing, unexpected, wrong, state_dict, model_sd))
     reinit = sorted(set(missing) | set(wrong))
     for k in unexpected + wrong:
         state_dict.pop(k)

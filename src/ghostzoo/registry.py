@@ -177,4 +177,5 @@ def list_pretrained(pattern: str = "") -> List[str]:
 
 
 def model_entries() -> Mapping[str, ModelEntry]:
+    """Every registered model by name: what tests and tools iterate over the whole zoo with."""
     return dict(_MODELS)

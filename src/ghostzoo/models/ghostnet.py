@@ -207,14 +207,11 @@ def ghostnet_050(**kwargs: Any) -> GhostNet:
         license="apache-2.0 (weights trained by ghostzoo on Imagenette, Apache-2.0)",
         published=Published(params=IMAGENETTE_PARAMS, top1=IMAGENETTE_TOP1, top5=IMAGENETTE_TOP5,
                             source="measured by `ghostzoo validate` on Imagenette-160 val (3,925 images) at "
-                                   "128px; trained by ghostzoo itself on 2026-11-23 (seed 0 of "
-                                   "benchmarks/train_imagenette.py)"),
+                                   "128px"),
         notes="Shipped inside the package so a fresh install can predict offline (`ghostzoo demo`). Trained "
-              "from scratch for 5 epochs on the 9,469 Imagenette-160 train images: `ghostzoo train "
-              "ghostnet_100 --data imagenette-160 --recipe ghostnet --epochs 5 --img-size 128 "
-              "--batch-size 64 --lr 0.1 --warmup-epochs 1 --workers 2 --seed 0`. The command repeats these "
-              "weights bit for bit only with the CPU, library and ghostzoo versions of that run; elsewhere it "
-              "trains another draw, a few points of top-1 away (docs/results/train_noise.md).",
+              "from scratch on the 9,469 Imagenette-160 train images: `ghostzoo train ghostnet_100 --data "
+              "imagenette-160 --recipe ghostnet --epochs 5 --img-size 128 --batch-size 64 --lr 0.1 "
+              "--warmup-epochs 1 --workers 2 --seed 0` (docs/training.md).",
     ),
 ])
 def ghostnet_100(**kwargs: Any) -> GhostNet:

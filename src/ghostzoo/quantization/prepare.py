@@ -178,6 +178,20 @@ def _is_float_tensor(node: torch.fx.Node) -> bool:
     return isinstance(meta, TensorMetadata) and meta.dtype.is_floating_point
 
 
+def _quantize_weights(gm: torch.fx.GraphModule, modules: Dict[str, nn.Module], nodes: List[torch.fx.Node],
+                      kept: Set[torch.fx.Node], spec: QuantSpec) -> None:
+    """Swap every quantizable layer not ``kept`` float for its weight-fake-quantized form, counting both."""
+    for n in nodes:
+        if n.op != "call_module" or n.target in spec.float_layers or isinstance(gm.get_submodule(n.target), WeightFakeQuant):
+            continue  # a module called more than once is converted once
+        quantized = None if n in kept else quantize_module(modules[n.target])
+        if quantized is not None:
+            gm.set_submodule(n.target, quantized)
+            spec.int8_layers += 1
+        elif isinstance(modules[n.target], (nn.Conv2d, nn.Linear)):
+            spec.float_layers.append(str(n.target))
+
+
 def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str] = (),
             input_size: Optional[int] = None) -> torch.fx.GraphModule:
     """The fake-quantized deploy form of ``model``, its activation quantizers observing (uncalibrated).
@@ -207,15 +221,7 @@ def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str
     spec = QuantSpec(observer=observer, keep_float=list(keep_float))
 
     # 1. weights
-    for n in nodes:
-        if n.op != "call_module" or n.target in spec.float_layers or isinstance(gm.get_submodule(n.target), WeightFakeQuant):
-            continue  # a module called more than once is converted once
-        quantized = None if n in kept else quantize_module(modules[n.target])
-        if quantized is not None:
-            gm.set_submodule(n.target, quantized)
-            spec.int8_layers += 1
-        elif isinstance(modules[n.target], (nn.Conv2d, nn.Linear)):
-            spec.float_layers.append(str(n.target))
+    _quantize_weights(gm, modules, nodes, kept, spec)
 
     # 2. activations
     def kind(n: torch.fx.Node) -> object:
