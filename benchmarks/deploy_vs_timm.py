@@ -96,7 +96,7 @@ def peak_flops(precision: str, threads: int, seconds: float = 1.0) -> float:
     while time.perf_counter() < end:
         t = time.perf_counter()
         op()
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best
 
 
@@ -118,9 +118,16 @@ def openvino_run(path: Path, precision: str, threads: int) -> Run:
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-                                                     "INFERENCE_PRECISION_HINT": precision,
-                                                     "CPU_DENORMALS_OPTIMIZATION": True})
+    compiled = core.compile_model(
+        str(path),
+        "CPU",
+        {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": precision,
+            "CPU_DENORMALS_OPTIMIZATION": True,
+        },
+    )
     request = compiled.create_infer_request()
     return lambda x: request.infer([x], share_inputs=True)
 
@@ -155,19 +162,51 @@ def build(args: argparse.Namespace, work: Path) -> List[Contender]:
     ov_settings = f"LATENCY hint, {t} threads, denormals flushed, inference precision"
     contenders = [
         Contender("timm eager", "timm", "PyTorch eager", "fp32", f"torch.no_grad, {t} threads", eager),
-        Contender("timm ONNX, ORT default", "timm", "ONNX Runtime", "fp32", "default session", ort_run(timm_onnx, False, t)),
+        Contender(
+            "timm ONNX, ORT default", "timm", "ONNX Runtime", "fp32", "default session", ort_run(timm_onnx, False, t)
+        ),
         Contender("timm ONNX, ORT tuned", "timm", "ONNX Runtime", "fp32", tuned, ort_run(timm_onnx, True, t)),
-        Contender("timm ONNX, OpenVINO fp32", "timm", "OpenVINO", "fp32", f"{ov_settings} f32",
-                  openvino_run(timm_onnx, "f32", t)),
-        Contender("timm ONNX, OpenVINO bf16", "timm", "OpenVINO", "bf16", f"{ov_settings} bf16",
-                  openvino_run(timm_onnx, "bf16", t)),
-        Contender("ghostzoo ONNX, ORT default", "ghostzoo", "ONNX Runtime", "fp32", "default session",
-                  ort_run(gz_onnx, False, t)),
+        Contender(
+            "timm ONNX, OpenVINO fp32",
+            "timm",
+            "OpenVINO",
+            "fp32",
+            f"{ov_settings} f32",
+            openvino_run(timm_onnx, "f32", t),
+        ),
+        Contender(
+            "timm ONNX, OpenVINO bf16",
+            "timm",
+            "OpenVINO",
+            "bf16",
+            f"{ov_settings} bf16",
+            openvino_run(timm_onnx, "bf16", t),
+        ),
+        Contender(
+            "ghostzoo ONNX, ORT default",
+            "ghostzoo",
+            "ONNX Runtime",
+            "fp32",
+            "default session",
+            ort_run(gz_onnx, False, t),
+        ),
         Contender("ghostzoo ONNX, ORT tuned", "ghostzoo", "ONNX Runtime", "fp32", tuned, ort_run(gz_onnx, True, t)),
-        Contender("ghostzoo IR, OpenVINO fp32", "ghostzoo", "OpenVINO", "fp32", f"{ov_settings} f32",
-                  openvino_run(gz_xml, "f32", t)),
-        Contender("ghostzoo IR, OpenVINO bf16", "ghostzoo", "OpenVINO", "bf16", f"{ov_settings} bf16",
-                  openvino_run(gz_xml, "bf16", t)),
+        Contender(
+            "ghostzoo IR, OpenVINO fp32",
+            "ghostzoo",
+            "OpenVINO",
+            "fp32",
+            f"{ov_settings} f32",
+            openvino_run(gz_xml, "f32", t),
+        ),
+        Contender(
+            "ghostzoo IR, OpenVINO bf16",
+            "ghostzoo",
+            "OpenVINO",
+            "bf16",
+            f"{ov_settings} bf16",
+            openvino_run(gz_xml, "bf16", t),
+        ),
     ]
     contenders += int8_contenders(model, work, args)
     return contenders
@@ -182,17 +221,28 @@ def int8_contenders(model: torch.nn.Module, work: Path, args: argparse.Namespace
     if not images:
         raise SystemExit(f"no calibration image in {CALIB}")
     transform = create_transform(model.pretrained_cfg)
-    calib = torch.stack([transform(read_image(p)) for p in images[:args.calib_images]])
+    calib = torch.stack([transform(read_image(p)) for p in images[: args.calib_images]])
     int8_onnx, int8_xml = work / "ghostnet_100_int8.onnx", work / "ghostnet_100_int8.xml"
     quantize_to_onnx(model, calib, int8_onnx, observer=args.observer)
     export_model(model, "openvino", int8_xml, int8=int8_onnx)
     t = args.threads
     return [
-        Contender("ghostzoo int8, ORT tuned", "ghostzoo", "ONNX Runtime", "int8",
-                  f"QDQ int8 ({len(calib)} calibration images, {args.observer}); intra_op_num_threads={t}, sequential",
-                  ort_run(int8_onnx, True, t)),
-        Contender("ghostzoo int8, OpenVINO", "ghostzoo", "OpenVINO", "int8",
-                  f"IR from the QDQ file; LATENCY hint, {t} threads, denormals flushed", openvino_run(int8_xml, "f32", t)),
+        Contender(
+            "ghostzoo int8, ORT tuned",
+            "ghostzoo",
+            "ONNX Runtime",
+            "int8",
+            f"QDQ int8 ({len(calib)} calibration images, {args.observer}); intra_op_num_threads={t}, sequential",
+            ort_run(int8_onnx, True, t),
+        ),
+        Contender(
+            "ghostzoo int8, OpenVINO",
+            "ghostzoo",
+            "OpenVINO",
+            "int8",
+            f"IR from the QDQ file; LATENCY hint, {t} threads, denormals flushed",
+            openvino_run(int8_xml, "f32", t),
+        ),
     ]
 
 
@@ -210,8 +260,11 @@ def measure(contenders: List[Contender], rounds: int, calls: int, warmup: int) -
                     t = time.perf_counter()
                     c.run(x)
                     c.times.append(time.perf_counter() - t)
-            print(f"round {r + 1}/{rounds}: " + ", ".join(f"{c.name} {1e3 * statistics.median(c.times):.2f}"
-                                                          for c in contenders), flush=True)
+            print(
+                f"round {r + 1}/{rounds}: "
+                + ", ".join(f"{c.name} {1e3 * statistics.median(c.times):.2f}" for c in contenders),
+                flush=True,
+            )
 
 
 def report(contenders: List[Contender], peaks: Dict[str, float], args: argparse.Namespace, out: Path) -> None:
@@ -219,28 +272,46 @@ def report(contenders: List[Contender], peaks: Dict[str, float], args: argparse.
     rows = []
     for c in contenders:
         median = statistics.median(c.times)
-        rows.append({
-            "contender": c.name, "source": c.source, "runtime": c.runtime, "precision": c.precision,
-            "settings": c.settings, "median_ms": 1e3 * median,
-            "p90_ms": 1e3 * float(np.percentile(c.times, 90)), "images_per_s": 1.0 / median,
-            "speedup_vs_timm_ort": baseline / median,
-            "roofline_pct": 100 * 2 * MACS / median / peaks[c.precision],
-        })
+        rows.append(
+            {
+                "contender": c.name,
+                "source": c.source,
+                "runtime": c.runtime,
+                "precision": c.precision,
+                "settings": c.settings,
+                "median_ms": 1e3 * median,
+                "p90_ms": 1e3 * float(np.percentile(c.times, 90)),
+                "images_per_s": 1.0 / median,
+                "speedup_vs_timm_ort": baseline / median,
+                "roofline_pct": 100 * 2 * MACS / median / peaks[c.precision],
+            }
+        )
     ours = [r for r in rows if r["source"] == "ghostzoo"]
     best_fp32 = min((r for r in ours if r["precision"] == "fp32"), key=lambda r: r["median_ms"])
     best_low = min((r for r in ours if r["precision"] != "fp32"), key=lambda r: r["median_ms"])
-    bars = [("fastest ghostzoo fp32 export >= 1.2x timm's ONNX on ORT", best_fp32, 1.2),
-            ("fastest ghostzoo bf16 / int8 path >= 2x timm's ONNX on ORT", best_low, 2.0)]
+    bars = [
+        ("fastest ghostzoo fp32 export >= 1.2x timm's ONNX on ORT", best_fp32, 1.2),
+        ("fastest ghostzoo bf16 / int8 path >= 2x timm's ONNX on ORT", best_low, 2.0),
+    ]
 
-    columns = ["contender", "precision", "median_ms", "p90_ms", "images_per_s", "speedup_vs_timm_ort",
-               "roofline_pct", "runtime", "settings"]
+    columns = [
+        "contender",
+        "precision",
+        "median_ms",
+        "p90_ms",
+        "images_per_s",
+        "speedup_vs_timm_ort",
+        "roofline_pct",
+        "runtime",
+        "settings",
+    ]
     write_csv(out / "deploy_vs_timm.csv", rows, columns)
     lines = [
         "# ghostnet_100: ghostzoo's deploy path vs timm's ONNX export",
         "",
         f"Batch 1, 224x224, {platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs), "
-        f"{args.threads} threads per contender, one process, {args.rounds} interleaved rounds (a shuffled order each) of "
-        f"{args.warmup} warm-up + {args.calls} timed calls per contender. Generated by "
+        f"{args.threads} threads per contender, one process, {args.rounds} interleaved rounds "
+        f"(a shuffled order each) of {args.warmup} warm-up + {args.calls} timed calls per contender. Generated by "
         "`python benchmarks/deploy_vs_timm.py` (see its docstring for what each contender gets).",
         "",
         *([args.note, ""] if args.note else []),
@@ -254,18 +325,24 @@ def report(contenders: List[Contender], peaks: Dict[str, float], args: argparse.
     ]
     for text, row, need in bars:
         ratio = row["speedup_vs_timm_ort"]
-        lines.append(f"- {text}: **{'met' if ratio >= need else 'NOT met'}** - {row['contender']} "
-                     f"{row['median_ms']:.2f} ms vs {1e3 * baseline:.2f} ms, {ratio:.2f}x")
+        lines.append(
+            f"- {text}: **{'met' if ratio >= need else 'NOT met'}** - {row['contender']} "
+            f"{row['median_ms']:.2f} ms vs {1e3 * baseline:.2f} ms, {ratio:.2f}x"
+        )
     timm_rows = [r for r in rows if r["source"] == "timm" and r["contender"] != "timm eager"]
     timm_fp32 = min((r for r in timm_rows if r["precision"] == "fp32"), key=lambda r: r["median_ms"])
     timm_low = min((r for r in timm_rows if r["precision"] != "fp32"), key=lambda r: r["median_ms"])
-    lines += ["", "For fairness, timm's own file under the best settings here: "
-                  f"fp32 {timm_fp32['median_ms']:.2f} ms ({timm_fp32['contender']}), ghostzoo's fastest fp32 export "
-                  f"is {timm_fp32['median_ms'] / best_fp32['median_ms']:.2f}x that; {timm_low['precision']} "
-                  f"{timm_low['median_ms']:.2f} ms ({timm_low['contender']}), ghostzoo's fastest bf16 / int8 path is "
-                  f"{timm_low['median_ms'] / best_low['median_ms']:.2f}x that. Most of the gain over the baseline is "
-                  "the runtime and its settings, which a timm user can pick too; ghostzoo ships them as its "
-                  "deploy path.", ""]
+    lines += [
+        "",
+        "For fairness, timm's own file under the best settings here: "
+        f"fp32 {timm_fp32['median_ms']:.2f} ms ({timm_fp32['contender']}), ghostzoo's fastest fp32 export "
+        f"is {timm_fp32['median_ms'] / best_fp32['median_ms']:.2f}x that; {timm_low['precision']} "
+        f"{timm_low['median_ms']:.2f} ms ({timm_low['contender']}), ghostzoo's fastest bf16 / int8 path is "
+        f"{timm_low['median_ms'] / best_low['median_ms']:.2f}x that. Most of the gain over the baseline is "
+        "the runtime and its settings, which a timm user can pick too; ghostzoo ships them as its "
+        "deploy path.",
+        "",
+    ]
     from ghostzoo._io import write_text_atomic
 
     write_text_atomic(out / "deploy_vs_timm.md", "\n".join(lines))
@@ -282,13 +359,24 @@ def plot(rows: List[Dict], baseline: float, path: Path) -> None:
     colours = {"fp32": "tab:blue", "bf16": "tab:orange", "int8": "tab:green"}
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     names = [r["contender"] for r in rows]
-    ax.barh(names, [r["median_ms"] for r in rows], color=[colours[r["precision"]] for r in rows],
-            edgecolor=["black" if r["source"] == "ghostzoo" else "none" for r in rows])
+    ax.barh(
+        names,
+        [r["median_ms"] for r in rows],
+        color=[colours[r["precision"]] for r in rows],
+        edgecolor=["black" if r["source"] == "ghostzoo" else "none" for r in rows],
+    )
     for i, r in enumerate(rows):
-        ax.text(r["median_ms"], i, f" {r['median_ms']:.2f} ms ({r['speedup_vs_timm_ort']:.2f}x)", va="center", fontsize=8)
+        ax.text(
+            r["median_ms"], i, f" {r['median_ms']:.2f} ms ({r['speedup_vs_timm_ort']:.2f}x)", va="center", fontsize=8
+        )
     for need, style, what in ((1.2, "--", "fp32"), (2.0, ":", "bf16 / int8")):
-        ax.axvline(1e3 * baseline / need, color="grey", linestyle=style, linewidth=1,
-                   label=f"{what} bar: {need}x faster than timm's ONNX on ORT")
+        ax.axvline(
+            1e3 * baseline / need,
+            color="grey",
+            linestyle=style,
+            linewidth=1,
+            label=f"{what} bar: {need}x faster than timm's ONNX on ORT",
+        )
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)

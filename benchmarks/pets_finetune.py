@@ -28,10 +28,31 @@ def finetune_command(data: str, run_dir: Path, epochs: int, img_size: int, lr: f
     from ghostzoo.registry import get_pretrained_cfg
 
     start = pretrained_source(get_pretrained_cfg("ghostnet_100.imagenette"))
-    return ["ghostzoo", "train", "ghostnet_100", "--data", data, "--val-split", "test",
-            "--checkpoint", start, "--num-classes", "37", "--epochs", str(epochs),
-            "--img-size", str(img_size), "--batch-size", "32", "--lr", str(lr),
-            "--warmup-epochs", "1", "--output-dir", str(run_dir)]
+    return [
+        "ghostzoo",
+        "train",
+        "ghostnet_100",
+        "--data",
+        data,
+        "--val-split",
+        "test",
+        "--checkpoint",
+        start,
+        "--num-classes",
+        "37",
+        "--epochs",
+        str(epochs),
+        "--img-size",
+        str(img_size),
+        "--batch-size",
+        "32",
+        "--lr",
+        str(lr),
+        "--warmup-epochs",
+        "1",
+        "--output-dir",
+        str(run_dir),
+    ]
 
 
 def run_ghostzoo(cmd: list) -> None:
@@ -55,8 +76,19 @@ def main() -> None:
         run = Path(tmp) / "pets"
         train = finetune_command(args.data, run, args.epochs, args.img_size, args.lr)
         start = train[train.index("--checkpoint") + 1]
-        validate = ["ghostzoo", "validate", "ghostnet_100", "--checkpoint", str(run / "best.pth"),
-                    "--data", args.data, "--split", "test", "--output", str(Path(tmp) / "val.json")]
+        validate = [
+            "ghostzoo",
+            "validate",
+            "ghostnet_100",
+            "--checkpoint",
+            str(run / "best.pth"),
+            "--data",
+            args.data,
+            "--split",
+            "test",
+            "--output",
+            str(Path(tmp) / "val.json"),
+        ]
         for cmd in (train, validate):
             run_ghostzoo(cmd)
         history = json.loads((run / "summary.json").read_text())["history"]
@@ -72,8 +104,11 @@ def main() -> None:
         "Start: `ghostnet_100.imagenette` (trained by ghostzoo on Imagenette only: 10 classes, no "
         "ImageNet pre-training, so far weaker features than the ImageNet weights the MindSpore figures "
         "start from; those reach 82.4% on the full Pet test set).\n\n"
-        "Commands run:\n\n```\n" + " ".join(train).replace(start, "<ghostnet_100.imagenette weights>")
-        + "\n" + " ".join(validate) + "\n```\n\n"
+        "Commands run:\n\n```\n"
+        + " ".join(train).replace(start, "<ghostnet_100.imagenette weights>")
+        + "\n"
+        + " ".join(validate)
+        + "\n```\n\n"
         "| epoch | train loss | test top-1 | test top-5 |\n|---|---|---|---|\n"
         + "".join(f"| {h['epoch']} | {h['train_loss']:.3f} | {h['top1']:.2f} | {h['top5']:.2f} |\n" for h in history)
         + f"\n`ghostzoo validate` on the best checkpoint: top-1 **{val['top1']:.2f}%**, top-5 {val['top5']:.2f}%, "

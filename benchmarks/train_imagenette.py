@@ -44,26 +44,38 @@ def plain_timm_loop(args: argparse.Namespace) -> None:
     from ghostzoo.engine.train import epoch_seeds, seed_everything
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    train_tf = create_transform(args.img_size, is_training=True, color_jitter=0.4, interpolation="bilinear",
-                                mean=mean, std=std)
-    eval_tf = create_transform(args.img_size, is_training=False, crop_pct=0.875, interpolation="bilinear",
-                               mean=mean, std=std)
+    train_tf = create_transform(
+        args.img_size, is_training=True, color_jitter=0.4, interpolation="bilinear", mean=mean, std=std
+    )
+    eval_tf = create_transform(
+        args.img_size, is_training=False, crop_pct=0.875, interpolation="bilinear", mean=mean, std=std
+    )
     train_set = ImageFolder(str(Path(args.data) / "train"), train_tf)
     val_set = ImageFolder(str(Path(args.data) / "val"), eval_tf)
     # The same random numbers as ghostzoo's trainer with this seed: the same initial weights, batches,
     # augmentations and dropout masks, so that the two runs of a seed are a paired comparison.
     sampler_gen, loader_gen = torch.Generator(), torch.Generator()
-    loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, drop_last=True,
-                                         sampler=torch.utils.data.RandomSampler(train_set, generator=sampler_gen),
-                                         num_workers=args.workers, generator=loader_gen)
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        drop_last=True,
+        sampler=torch.utils.data.RandomSampler(train_set, generator=sampler_gen),
+        num_workers=args.workers,
+        generator=loader_gen,
+    )
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size, num_workers=args.workers)
     seed_everything(epoch_seeds(args.seed, -1).global_)
     model = timm.create_model("ghostnet_100", num_classes=len(train_set.classes), drop_rate=0.2)
     optimizer = create_optimizer_v2(model, opt="sgd", lr=args.lr, weight_decay=4e-5, momentum=0.9)
     steps = len(loader)
-    scheduler = CosineLRScheduler(optimizer, t_initial=args.epochs * steps, lr_min=1e-6,
-                                  warmup_t=int(args.warmup_epochs * steps), warmup_lr_init=args.lr * 1e-3,
-                                  t_in_epochs=False)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=args.epochs * steps,
+        lr_min=1e-6,
+        warmup_t=int(args.warmup_epochs * steps),
+        warmup_lr_init=args.lr * 1e-3,
+        t_in_epochs=False,
+    )
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     history, updates = [], 0
     for epoch in range(args.epochs):
@@ -105,11 +117,36 @@ def result_files(args: argparse.Namespace, seed: int) -> tuple[Path, Path]:
 def pair_commands(args: argparse.Namespace, seed: int) -> tuple[list[str], list[str]]:
     """The command lines of ``seed``'s two runs: ghostzoo's trainer, then the plain loop."""
     run_dir, timm_result = result_files(args, seed)
-    common = ["--epochs", str(args.epochs), "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
-              "--lr", str(args.lr), "--warmup-epochs", str(args.warmup_epochs), "--workers", str(args.workers),
-              "--seed", str(seed)]
-    ours = [sys.executable, "-m", "ghostzoo", "train", "ghostnet_100", "--data", args.data, "--recipe", "ghostnet",
-            "--output-dir", str(run_dir), *common]
+    common = [
+        "--epochs",
+        str(args.epochs),
+        "--img-size",
+        str(args.img_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        str(args.lr),
+        "--warmup-epochs",
+        str(args.warmup_epochs),
+        "--workers",
+        str(args.workers),
+        "--seed",
+        str(seed),
+    ]
+    ours = [
+        sys.executable,
+        "-m",
+        "ghostzoo",
+        "train",
+        "ghostnet_100",
+        "--data",
+        args.data,
+        "--recipe",
+        "ghostnet",
+        "--output-dir",
+        str(run_dir),
+        *common,
+    ]
     theirs = [sys.executable, __file__, "--worker", "timm", "--data", args.data, "--result", str(timm_result), *common]
     return ours, theirs
 
@@ -125,9 +162,17 @@ def run_pair(args: argparse.Namespace, seed: int) -> list[dict]:
     theirs = json.loads(timm_result.read_text())
     if len(ours) != args.epochs or len(theirs) != args.epochs:
         raise SystemExit(f"{run_dir}: results are for another number of epochs; remove them to re-run")
-    return [{"seed": seed, "epoch": a["epoch"], "ghostzoo_top1": a["top1"], "timm_top1": b["top1"],
-             "ghostzoo_img_per_s": a["train_images_per_s"], "timm_img_per_s": b["train_images_per_s"]}
-            for a, b in zip(ours, theirs)]
+    return [
+        {
+            "seed": seed,
+            "epoch": a["epoch"],
+            "ghostzoo_top1": a["top1"],
+            "timm_top1": b["top1"],
+            "ghostzoo_img_per_s": a["train_images_per_s"],
+            "timm_img_per_s": b["train_images_per_s"],
+        }
+        for a, b in zip(ours, theirs)
+    ]
 
 
 def machine() -> str:
@@ -137,8 +182,10 @@ def machine() -> str:
 
     from ghostzoo.bench import processor_name
 
-    return (f"{processor_name()} ({os.cpu_count()} logical CPUs, PyTorch's {torch.backends.cpu.get_cpu_capability()} "
-            f"kernels), torch {torch.__version__}, timm {timm.__version__}")
+    return (
+        f"{processor_name()} ({os.cpu_count()} logical CPUs, PyTorch's {torch.backends.cpu.get_cpu_capability()} "
+        f"kernels), torch {torch.__version__}, timm {timm.__version__}"
+    )
 
 
 def paired_summary(diffs: list[float]) -> str:
@@ -149,8 +196,10 @@ def paired_summary(diffs: list[float]) -> str:
         return f"Difference {mean:+.2f} points (one seed: no standard error)."
     se = statistics.stdev(diffs) / len(diffs) ** 0.5
     ahead = sum(d >= 0 for d in diffs)
-    return (f"Mean difference {mean:+.2f} points, standard error {se:.2f} over {len(diffs)} seeds "
-            f"(ghostzoo at least as good on {ahead} of {len(diffs)}).")
+    return (
+        f"Mean difference {mean:+.2f} points, standard error {se:.2f} over {len(diffs)} seeds "
+        f"(ghostzoo at least as good on {ahead} of {len(diffs)})."
+    )
 
 
 def report_text(rows: list[dict], command: str, made_on: str, n_val: int) -> str:
@@ -175,7 +224,9 @@ def report_text(rows: list[dict], command: str, made_on: str, n_val: int) -> str
         f"\nThroughput ratio ghostzoo / plain loop: {speed('ghostzoo_img_per_s') / speed('timm_img_per_s'):.2f}x. "
         "Final top-1 difference (ghostzoo - plain loop) per seed: "
         + ", ".join(f"seed {seed}: {d:+.2f}" for seed, d in zip(finals, diffs))
-        + ". " + paired_summary(diffs) + "\n"
+        + ". "
+        + paired_summary(diffs)
+        + "\n"
     )
 
 
@@ -195,7 +246,9 @@ def plot(rows: list[dict], path: Path) -> None:
             for seed_rows in per_seed.values():
                 ax.plot(epochs, [r[f"{key}_{metric}"] for r in seed_rows], color=colour, alpha=0.2, linewidth=1)
             means = [statistics.fmean(rs[i][f"{key}_{metric}"] for rs in per_seed.values()) for i in range(len(epochs))]
-            ax.plot(epochs, means, color=colour, marker="o", linewidth=2.5, label=f"{label}, mean of {len(seeds)} seeds")
+            ax.plot(
+                epochs, means, color=colour, marker="o", linewidth=2.5, label=f"{label}, mean of {len(seeds)} seeds"
+            )
     diffs = [rs[-1]["ghostzoo_top1"] - rs[-1]["timm_top1"] for rs in per_seed.values()]
     ax3.bar([str(s) for s in seeds], diffs, color=["tab:blue" if d >= 0 else "tab:orange" for d in diffs])
     ax3.axhline(0, color="black", linewidth=0.8)
@@ -214,9 +267,11 @@ def write_report(rows: list[dict], args: argparse.Namespace) -> str:
     from ghostzoo.bench.tables import write_csv
 
     out = Path(args.out)
-    command = (f"python benchmarks/train_imagenette.py --epochs {args.epochs} --img-size {args.img_size} "
-               f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers} "
-               f"--seeds {' '.join(map(str, args.seeds))}")
+    command = (
+        f"python benchmarks/train_imagenette.py --epochs {args.epochs} --img-size {args.img_size} "
+        f"--batch-size {args.batch_size} --lr {args.lr} --workers {args.workers} "
+        f"--seeds {' '.join(map(str, args.seeds))}"
+    )
     n_val = sum(1 for f in (Path(args.data) / "val").rglob("*") if f.is_file())
     text = report_text(rows, command, machine(), n_val)
     write_csv(out / "train_imagenette.csv", rows, COLUMNS)
@@ -235,8 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one pair of runs per seed")
-    parser.add_argument("--run-dir", default="runs/imagenette_ghostnet_100",
-                        help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not trained again")
+    parser.add_argument(
+        "--run-dir",
+        default="runs/imagenette_ghostnet_100",
+        help="runs go to RUN_DIR_seed<N>; a seed whose results are there is not trained again",
+    )
     parser.add_argument("--out", default=str(HERE.parent / "docs" / "results"))
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # the plain loop's, set per run
     parser.add_argument("--worker", choices=["timm"], help=argparse.SUPPRESS)

@@ -44,7 +44,7 @@ def _rss_mib() -> float:
     """Current resident set size of this process."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_rss_mib() -> float:
@@ -76,10 +76,17 @@ def worker(impl: str, model: str, batch: int, repeats: int, official_dir: str) -
             y = net(x)
             times.append(time.perf_counter() - start)
     peak = _peak_rss_mib()
-    return dict(implementation=impl, model=model, batch=batch, threads=torch.get_num_threads(),
-                rss_before_forward_mib=round(rss_before, 1), peak_rss_mib=round(peak, 1),
-                forward_peak_increase_mib=round(peak - rss_before, 1), times_s=[round(t, 2) for t in times],
-                logits_shape=list(y.shape))
+    return dict(
+        implementation=impl,
+        model=model,
+        batch=batch,
+        threads=torch.get_num_threads(),
+        rss_before_forward_mib=round(rss_before, 1),
+        peak_rss_mib=round(peak, 1),
+        forward_peak_increase_mib=round(peak - rss_before, 1),
+        times_s=[round(t, 2) for t in times],
+        logits_shape=list(y.shape),
+    )
 
 
 def _summary(runs: List[Dict]) -> Dict:
@@ -88,8 +95,12 @@ def _summary(runs: List[Dict]) -> Dict:
     row = {k: v for k, v in runs[0].items() if k not in ("times_s", "logits_shape")}
     for key in ("rss_before_forward_mib", "peak_rss_mib", "forward_peak_increase_mib"):
         row[key] = max(r[key] for r in runs)
-    row.update(rounds=len(runs), forward_runs=len(times), best_forward_s=min(times),
-               median_forward_s=round(statistics.median(times), 2))
+    row.update(
+        rounds=len(runs),
+        forward_runs=len(times),
+        best_forward_s=min(times),
+        median_forward_s=round(statistics.median(times), 2),
+    )
     return row
 
 
@@ -105,8 +116,20 @@ def _official_copy(official: Path, tmp: Path) -> Path:
 
 
 def _run(impl: str, args: argparse.Namespace, official_dir: Path) -> Dict:
-    cmd = [sys.executable, __file__, "--worker", impl, "--model", args.model, "--batch", str(args.batch),
-           "--repeats", str(args.repeats), "--official-dir", str(official_dir)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        impl,
+        "--model",
+        args.model,
+        "--batch",
+        str(args.batch),
+        "--repeats",
+        str(args.repeats),
+        "--official-dir",
+        str(official_dir),
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -136,8 +159,10 @@ def _write(rows: List[Dict], args: argparse.Namespace) -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['implementation']} | {r['rss_before_forward_mib']} | {r['peak_rss_mib']} | "
-                     f"{r['forward_peak_increase_mib']} | {r['best_forward_s']} | {r['median_forward_s']} |")
+        lines.append(
+            f"| {r['implementation']} | {r['rss_before_forward_mib']} | {r['peak_rss_mib']} | "
+            f"{r['forward_peak_increase_mib']} | {r['best_forward_s']} | {r['median_forward_s']} |"
+        )
     ratio_mem = official["forward_peak_increase_mib"] / ours["forward_peak_increase_mib"]
     ratio_time = official["best_forward_s"] / ours["best_forward_s"]
     lines += [
@@ -177,7 +202,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         official_dir = _official_copy(args.official, Path(tmp))
         for i in range(args.rounds):
-            for impl in (impls if i % 2 == 0 else impls[::-1]):
+            for impl in impls if i % 2 == 0 else impls[::-1]:
                 runs[impl].append(_run(impl, args, official_dir))
                 print(json.dumps(runs[impl][-1]), flush=True)
     _write([_summary(runs[impl]) for impl in impls], args)

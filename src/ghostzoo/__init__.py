@@ -6,14 +6,30 @@ from .errors import CheckpointError, GhostzooError, ImageError, UnknownModelErro
 from .factory import create_model
 from .inference import Predictor, topk_labels
 from .profile import count_params, profile_model
-from .registry import (PretrainedCfg, Published, get_pretrained_cfg, list_models, list_pretrained,
-                       register_model)
+from .registry import PretrainedCfg, Published, get_pretrained_cfg, list_models, list_pretrained, register_model
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "create_model", "list_models", "list_pretrained", "get_pretrained_cfg", "register_model",
-    "PretrainedCfg", "Published", "load_checkpoint", "save_checkpoint", "Predictor", "topk_labels",
-    "profile_model", "count_params", "GhostzooError", "UnknownModelError", "CheckpointError",
-    "ImageError", "data", "deploy", "models", "__version__",
+    "create_model",
+    "list_models",
+    "list_pretrained",
+    "get_pretrained_cfg",
+    "register_model",
+    "PretrainedCfg",
+    "Published",
+    "load_checkpoint",
+    "save_checkpoint",
+    "Predictor",
+    "topk_labels",
+    "profile_model",
+    "count_params",
+    "GhostzooError",
+    "UnknownModelError",
+    "CheckpointError",
+    "ImageError",
+    "data",
+    "deploy",
+    "models",
+    "__version__",
 ]

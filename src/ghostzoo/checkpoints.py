@@ -41,6 +41,7 @@ StateDict = Dict[str, torch.Tensor]
 # where the bytes come from
 # ----------------------------------------------------------------------------------------------
 
+
 def cache_dir() -> Path:
     """Downloads live where torch.hub keeps its checkpoints ($TORCH_HOME/hub/checkpoints)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
@@ -65,7 +66,8 @@ def download_url(url: str, progress: bool = True) -> Path:
         reason = getattr(e, "reason", e)
         raise CheckpointError(
             f"could not download {url} ({reason}); if this machine is offline, fetch the file "
-            f"elsewhere and pass it with --checkpoint PATH") from None
+            f"elsewhere and pass it with --checkpoint PATH"
+        ) from None
     return dst
 
 
@@ -85,14 +87,15 @@ def download_hf_hub(hub_id: str) -> Path:
     reason = first_line(last) if last is not None else "no candidate file"
     raise CheckpointError(
         f"could not fetch {candidates} from the Hugging Face hub repo {repo!r} ({reason}); if this "
-        f"machine is offline, fetch the file elsewhere and pass it with --checkpoint PATH")
+        f"machine is offline, fetch the file elsewhere and pass it with --checkpoint PATH"
+    )
 
 
 def resolve_source(source: str | os.PathLike, progress: bool = True) -> Path:
     """A local path for a checkpoint given as path, URL or ``hf-hub:`` id."""
     text = str(source)
     if text.startswith(HF_PREFIX):
-        return download_hf_hub(text[len(HF_PREFIX):])
+        return download_hf_hub(text[len(HF_PREFIX) :])
     if re.match(r"^(https?|file)://", text):
         return download_url(text, progress=progress)
     path = Path(text).expanduser()
@@ -120,6 +123,7 @@ def pretrained_source(cfg: PretrainedCfg) -> str:
 # what the bytes are
 # ----------------------------------------------------------------------------------------------
 
+
 def _is_safetensors(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(9)
@@ -144,21 +148,24 @@ def read_file(path: Path) -> Any:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
             if meta.get("format") == GHOSTZOO_FORMAT:
-                return {**json.loads(meta.get("ghostzoo", "{}")), "format": GHOSTZOO_FORMAT,
-                        "state_dict": state_dict}
+                return {**json.loads(meta.get("ghostzoo", "{}")), "format": GHOSTZOO_FORMAT, "state_dict": state_dict}
             return state_dict
         # timm's training checkpoints carry their argparse.Namespace; it holds plain values only.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"cannot read checkpoint {path}: not a valid PyTorch or safetensors "
-                              f"file ({first[:160]})") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a valid PyTorch or safetensors file ({first[:160]})"
+        ) from None
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def extract_state_dict(obj: Any, use_ema: Optional[bool] = None) -> Tuple[StateDict, str]:
@@ -169,20 +176,19 @@ def extract_state_dict(obj: Any, use_ema: Optional[bool] = None) -> Tuple[StateD
     """
     if _is_state_dict(obj):
         if use_ema:
-            raise CheckpointError("use_ema was requested but the checkpoint is a bare state_dict "
-                                  "without EMA weights")
+            raise CheckpointError("use_ema was requested but the checkpoint is a bare state_dict without EMA weights")
         return dict(obj), "state_dict (bare)"
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint holds a {type(obj).__name__}, not a state_dict")
     ema_key = next((k for k in _EMA_KEYS if _is_state_dict(obj.get(k))), None)
     raw_key = next((k for k in _WRAPPER_KEYS if _is_state_dict(obj.get(k))), None)
     if use_ema and ema_key is None:
-        raise CheckpointError(f"use_ema was requested but the checkpoint has no EMA weights "
-                              f"(entries: {', '.join(map(str, obj))})")
+        raise CheckpointError(
+            f"use_ema was requested but the checkpoint has no EMA weights (entries: {', '.join(map(str, obj))})"
+        )
     key = ema_key if (use_ema or (raw_key is None and use_ema is None)) else raw_key
     if key is None:
-        raise CheckpointError(f"no state_dict found in checkpoint (entries: "
-                              f"{', '.join(map(str, list(obj)[:8]))})")
+        raise CheckpointError(f"no state_dict found in checkpoint (entries: {', '.join(map(str, list(obj)[:8]))})")
     return dict(obj[key]), key
 
 
@@ -195,13 +201,14 @@ def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Drop profiler counters and the ``module.`` prefix that DataParallel/DDP saves add."""
     out = {k: v for k, v in state_dict.items() if not k.endswith(_THOP_SUFFIXES)}
     if out and all(k.startswith("module.") for k in out):
-        out = {k[len("module."):]: v for k, v in out.items()}
+        out = {k[len("module.") :]: v for k, v in out.items()}
     return out
 
 
 # ----------------------------------------------------------------------------------------------
 # fitting the weights to a model
 # ----------------------------------------------------------------------------------------------
+
 
 def _listing(keys: Iterable[str], limit: int = 5) -> str:
     keys = sorted(keys)
@@ -219,8 +226,9 @@ def _adapt_first_conv(state_dict: StateDict, model_sd: Mapping[str, torch.Tensor
             state_dict[key] = adapt_input_conv(target.shape[1], w)
 
 
-def _mismatch(missing: List[str], unexpected: List[str], wrong: List[str], state_dict: StateDict,
-              model_sd: StateDict) -> str:
+def _mismatch(
+    missing: List[str], unexpected: List[str], wrong: List[str], state_dict: StateDict, model_sd: StateDict
+) -> str:
     """The keys of a checkpoint that does not fit, in one line: missing, unexpected, wrong shape."""
     parts = []
     if missing:
@@ -228,8 +236,10 @@ def _mismatch(missing: List[str], unexpected: List[str], wrong: List[str], state
     if unexpected:
         parts.append(f"unexpected {len(unexpected)}: {_listing(unexpected)}")
     if wrong:
-        parts.append("wrong shape: " + _listing(
-            f"{k} {tuple(state_dict[k].shape)} vs model {tuple(model_sd[k].shape)}" for k in wrong))
+        parts.append(
+            "wrong shape: "
+            + _listing(f"{k} {tuple(state_dict[k].shape)} vs model {tuple(model_sd[k].shape)}" for k in wrong)
+        )
     return "; ".join(parts)
 
 
@@ -244,20 +254,25 @@ def fit_state_dict(model: nn.Module, state_dict: StateDict, cfg: PretrainedCfg) 
     model_sd = model.state_dict()
     _adapt_first_conv(state_dict, model_sd, cfg.first_conv)
     head = f"{cfg.classifier}." if cfg.classifier else None
-    is_head = (lambda k: head is not None and k.startswith(head))
+    is_head = lambda k: head is not None and k.startswith(head)
 
     missing = [k for k in model_sd if k not in state_dict]
     unexpected = [k for k in state_dict if k not in model_sd]
     wrong = [k for k in state_dict if k in model_sd and state_dict[k].shape != model_sd[k].shape]
     if not all(is_head(k) for k in missing + unexpected + wrong):
-        raise CheckpointError(f"checkpoint does not fit {cfg.architecture}: "
-                              + _mismatch(missing, unexpected, wrong, state_dict, model_sd))
+        raise CheckpointError(
+            f"checkpoint does not fit {cfg.architecture}: "
+            + _mismatch(missing, unexpected, wrong, state_dict, model_sd)
+        )
     reinit = sorted(set(missing) | set(wrong))
     for k in unexpected + wrong:
         state_dict.pop(k)
     if reinit:
-        warnings.warn(f"checkpoint classifier does not match the model's ({_listing(reinit)}); "
-                      f"keeping the backbone and re-initialising the head", stacklevel=3)
+        warnings.warn(
+            f"checkpoint classifier does not match the model's ({_listing(reinit)}); "
+            f"keeping the backbone and re-initialising the head",
+            stacklevel=3,
+        )
     model.load_state_dict(state_dict, strict=not reinit)
     return reinit
 
@@ -283,8 +298,9 @@ class Checkpoint:
         return int(weight.shape[0]) if weight is not None and weight.ndim >= 2 else None
 
 
-def read_checkpoint(source: str | os.PathLike, use_ema: Optional[bool] = None,
-                    progress: bool = True, prefer_ema: Optional[bool] = None) -> Checkpoint:
+def read_checkpoint(
+    source: str | os.PathLike, use_ema: Optional[bool] = None, progress: bool = True, prefer_ema: Optional[bool] = None
+) -> Checkpoint:
     """Resolve, read and unwrap a checkpoint (any supported source and format).
 
     ``prefer_ema`` (a cfg's ``use_ema``) stands in for ``use_ema=None`` only in files that hold EMA
@@ -302,8 +318,9 @@ def read_checkpoint(source: str | os.PathLike, use_ema: Optional[bool] = None,
     return Checkpoint(clean_state_dict(state_dict), path, entry, meta)
 
 
-def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, cfg: PretrainedCfg,
-                     checkpoint_filter: Optional[CheckpointFilter] = None) -> str:
+def apply_checkpoint(
+    model: nn.Module, ckpt: Checkpoint, cfg: PretrainedCfg, checkpoint_filter: Optional[CheckpointFilter] = None
+) -> str:
     """Fit ``ckpt`` into ``model``; returns a short description of what was used."""
     arch = ckpt.meta.get("architecture")
     if arch and arch != cfg.architecture:
@@ -328,8 +345,9 @@ def load_checkpoint(
     return apply_checkpoint(model, ckpt, cfg, checkpoint_filter)
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str,
-                    extra: Optional[Mapping[str, Any]] = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, model: nn.Module, architecture: str, extra: Optional[Mapping[str, Any]] = None
+) -> Path:
     """Save ghostzoo's own format atomically (temp file in the same folder, then rename).
 
     ``.safetensors`` paths get a safetensors file with the architecture (and ``extra``'s
@@ -346,6 +364,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, architecture: str
             meta = {"architecture": architecture, **{k: v for k, v in (extra or {}).items() if k in META_KEYS}}
             save_file(state_dict, tmp, metadata={"format": GHOSTZOO_FORMAT, "ghostzoo": json.dumps(meta)})
         else:
-            torch.save({"format": GHOSTZOO_FORMAT, "architecture": architecture,
-                        "state_dict": state_dict, **(extra or {})}, tmp)
+            torch.save(
+                {"format": GHOSTZOO_FORMAT, "architecture": architecture, "state_dict": state_dict, **(extra or {})},
+                tmp,
+            )
     return path

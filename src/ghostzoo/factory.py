@@ -58,8 +58,7 @@ def create_model(
     cfg = get_pretrained_cfg(name)
     if out_indices is not None and not features_only:
         raise ValueError("out_indices is only meaningful with features_only=True")
-    source = checkpoint_path if checkpoint_path is not None else (
-        pretrained_source(cfg) if pretrained else None)
+    source = checkpoint_path if checkpoint_path is not None else (pretrained_source(cfg) if pretrained else None)
     ckpt = None
     if source is not None:
         ckpt = read_checkpoint(source, use_ema=use_ema, progress=progress, prefer_ema=cfg.use_ema)
@@ -68,8 +67,9 @@ def create_model(
             num_classes = stored
         cfg = _cfg_from_checkpoint(cfg, ckpt.meta, num_classes or cfg.num_classes)
 
-    build_kwargs = dict(num_classes=cfg.num_classes if num_classes is None else num_classes,
-                        in_chans=in_chans, **kwargs)
+    build_kwargs = dict(
+        num_classes=cfg.num_classes if num_classes is None else num_classes, in_chans=in_chans, **kwargs
+    )
     if drop_rate is not None:
         build_kwargs["drop_rate"] = drop_rate
     model = entry.builder(**build_kwargs)

@@ -10,8 +10,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .data import create_transform, find_images, imagenet_class_names, imagenet_wnids, read_image
 from ._runtime import resolve_device
+from .data import create_transform, find_images, imagenet_class_names, imagenet_wnids, read_image
 from .errors import ImageError
 from .registry import PretrainedCfg
 
@@ -29,8 +29,10 @@ def topk_labels(logits: torch.Tensor, k: int, names: Sequence[str]) -> List[List
     """Softmax over classes, then the ``k`` most probable per row as ``{index, label, prob}``."""
     probs = logits.float().softmax(dim=-1)
     values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
-    return [[{"index": int(i), "label": names[int(i)], "prob": float(p)} for p, i in zip(pv, iv)]
-            for pv, iv in zip(values, indices)]
+    return [
+        [{"index": int(i), "label": names[int(i)], "prob": float(p)} for p, i in zip(pv, iv)]
+        for pv, iv in zip(values, indices)
+    ]
 
 
 @dataclass
@@ -42,8 +44,13 @@ class PredictReport:
 class Predictor:
     """Runs a classifier on image files with its own evaluation preprocessing."""
 
-    def __init__(self, model: nn.Module, cfg: Optional[PretrainedCfg] = None,
-                 device: str | torch.device = "cpu", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: Optional[PretrainedCfg] = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 16,
+    ) -> None:
         self.cfg = cfg or model.pretrained_cfg
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -55,8 +62,9 @@ class Predictor:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch.to(self.device)).cpu()
 
-    def predict(self, paths: Iterable[str | os.PathLike], topk: int = 5,
-                on_image: Optional[Callable[[], None]] = None) -> PredictReport:
+    def predict(
+        self, paths: Iterable[str | os.PathLike], topk: int = 5, on_image: Optional[Callable[[], None]] = None
+    ) -> PredictReport:
         """Predict every readable image under ``paths``; unreadable ones are reported, not raised."""
         images, problems = find_images(paths)
         report = PredictReport(skipped=[{"path": str(p), "reason": r} for p, r in problems])

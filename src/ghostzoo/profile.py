@@ -23,7 +23,6 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 
-
 @dataclass
 class StageProfile:
     name: str
@@ -112,6 +111,7 @@ class _PoolCounter(TorchFunctionMode):
     def _enter(self, name: str):
         def hook(module: nn.Module, args: tuple) -> None:
             self._stack.append(name)
+
         return hook
 
     def _leave(self, module: nn.Module, args: tuple, output) -> None:
@@ -137,9 +137,11 @@ def count_params(model: nn.Module) -> int:
 def _stage_groups(model: nn.Module) -> List[Tuple[str, List[str], Optional[dict]]]:
     """Split the children (containers opened one level) at the ``feature_info`` taps; whatever
     follows the last tap is the head."""
-    names = [f"{name}.{sub}" if isinstance(child, (nn.Sequential, nn.ModuleList)) else name
-             for name, child in model.named_children()
-             for sub in (dict(child.named_children()) if isinstance(child, (nn.Sequential, nn.ModuleList)) else [""])]
+    names = [
+        f"{name}.{sub}" if isinstance(child, (nn.Sequential, nn.ModuleList)) else name
+        for name, child in model.named_children()
+        for sub in (dict(child.named_children()) if isinstance(child, (nn.Sequential, nn.ModuleList)) else [""])
+    ]
     taps = {info["module"]: info for info in getattr(model, "feature_info", [])}
     groups, current = [], []
     for name in names:
@@ -179,14 +181,16 @@ def profile_model(model: nn.Module, input_size: Tuple[int, int, int] = (3, 224, 
 
     stages = []
     for label, names, info in _stage_groups(model):
-        stages.append(StageProfile(
-            name=label,
-            modules=names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}",
-            reduction=info["reduction"] if info else None,
-            channels=info["num_chs"] if info else None,
-            params=sum(count_params(model.get_submodule(n)) for n in names),
-            macs=sum(macs_of(n) for n in names),
-        ))
+        stages.append(
+            StageProfile(
+                name=label,
+                modules=names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}",
+                reduction=info["reduction"] if info else None,
+                channels=info["num_chs"] if info else None,
+                params=sum(count_params(model.get_submodule(n)) for n in names),
+                macs=sum(macs_of(n) for n in names),
+            )
+        )
     total = int(counter.get_total_flops()) // 2 + sum(pool_macs.values())
     own_params = sum(p.numel() for p in model.parameters(recurse=False))
     own_macs = total - sum(s.macs for s in stages)

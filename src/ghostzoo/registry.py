@@ -170,8 +170,9 @@ def list_pretrained(pattern: str = "") -> List[str]:
     out = []
     for name in list_models():
         for cfg in _MODELS[name].cfgs.values():
-            if cfg.has_weights and (not pattern or fnmatch.fnmatchcase(cfg.name, pattern)
-                                    or fnmatch.fnmatchcase(name, pattern)):
+            if cfg.has_weights and (
+                not pattern or fnmatch.fnmatchcase(cfg.name, pattern) or fnmatch.fnmatchcase(name, pattern)
+            ):
                 out.append(cfg.name)
     return out
 

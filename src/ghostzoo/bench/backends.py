@@ -124,8 +124,9 @@ def _int8_file(s: Subject, ctx: Context) -> Path:
     ``quantize_to_onnx`` has a free batch dimension, and calibrating again would give the same file."""
     _cpu_only("int8", ctx)
     if s.int8 is None:
-        s.int8 = quantize_to_onnx(s.model, ctx.calib(s.cfg, s.input_size), s.workdir / f"{s.name}_int8.onnx",
-                                  input_size=s.input_size)
+        s.int8 = quantize_to_onnx(
+            s.model, ctx.calib(s.cfg, s.input_size), s.workdir / f"{s.name}_int8.onnx", input_size=s.input_size
+        )
     return s.int8
 
 
@@ -149,7 +150,12 @@ def _prepare_file(s: Subject, batch: int, ctx: Context, tmp: Path) -> Prepared:
 
 #: backend name -> the function that prepares its runner for one (model, batch size)
 PREPARE: dict[str, Prepare] = {
-    "eager": _prepare_eager, "channels_last": _prepare_channels_last, "compile": _prepare_compile,
-    "onnxruntime": _prepare_onnxruntime, "openvino": _prepare_openvino, "int8": _prepare_int8,
-    "int8_openvino": _prepare_int8_openvino, FILE_BACKEND: _prepare_file,
+    "eager": _prepare_eager,
+    "channels_last": _prepare_channels_last,
+    "compile": _prepare_compile,
+    "onnxruntime": _prepare_onnxruntime,
+    "openvino": _prepare_openvino,
+    "int8": _prepare_int8,
+    "int8_openvino": _prepare_int8_openvino,
+    FILE_BACKEND: _prepare_file,
 }

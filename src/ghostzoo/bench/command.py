@@ -33,11 +33,20 @@ class BenchmarkRun:
     written: dict[str, Path]
 
 
-def run_benchmark(models: Sequence[str], output_dir: str | os.PathLike, name: str = "benchmark", *,
-                  command: str = "", notes: str | os.PathLike | None = None, update: bool = False,
-                  device: str | torch.device = "cpu", checkpoint: str | os.PathLike | None = None,
-                  budget: TimingBudget | None = None, reparameterize: bool = True,
-                  **options: Any) -> BenchmarkRun:
+def run_benchmark(
+    models: Sequence[str],
+    output_dir: str | os.PathLike,
+    name: str = "benchmark",
+    *,
+    command: str = "",
+    notes: str | os.PathLike | None = None,
+    update: bool = False,
+    device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike | None = None,
+    budget: TimingBudget | None = None,
+    reparameterize: bool = True,
+    **options: Any,
+) -> BenchmarkRun:
     """Measure ``models`` and write ``NAME.csv`` / ``.md`` / ``.png`` under ``output_dir``.
 
     Args:
@@ -59,8 +68,9 @@ def run_benchmark(models: Sequence[str], output_dir: str | os.PathLike, name: st
     if update and not previous_csv.is_file():
         raise GhostzooError(f"--update: no earlier results to update at {previous_csv}")
     previous = read_rows(previous_csv) if update else []  # read now: a bad file fails before the timing
-    rows = benchmark(models, device=device, checkpoint=checkpoint, budget=budget, reparameterize=reparameterize,
-                     **options)
+    rows = benchmark(
+        models, device=device, checkpoint=checkpoint, budget=budget, reparameterize=reparameterize, **options
+    )
     for row in rows:
         row.command = command
     settings = environment(device, rows[0].threads, budget, reparameterize)

@@ -71,8 +71,10 @@ class TimingBudget:
             raise GhostzooError(f"need 0 <= min time ({self.min_time_s}) <= max time ({self.max_time_s}), max > 0")
 
     def describe(self) -> str:
-        return (f"{self.warmup} warm-up runs, then at least {self.min_iters} runs and {self.min_time_s:g} s, "
-                f"at most {self.max_iters} runs or {self.max_time_s:g} s per measurement")
+        return (
+            f"{self.warmup} warm-up runs, then at least {self.min_iters} runs and {self.min_time_s:g} s, "
+            f"at most {self.max_iters} runs or {self.max_time_s:g} s per measurement"
+        )
 
 
 @dataclass
@@ -107,8 +109,7 @@ class BenchmarkRow:
 COLUMNS = tuple(f.name for f in dataclasses.fields(BenchmarkRow))
 
 
-def time_runs(run: Callable[[], Any], budget: TimingBudget,
-              sync: Callable[[], None] = lambda: None) -> list[float]:
+def time_runs(run: Callable[[], Any], budget: TimingBudget, sync: Callable[[], None] = lambda: None) -> list[float]:
     """Warm ``run`` up, then time it repeatedly within ``budget``; seconds per run.
 
     ``sync`` is called before starting and before stopping each timed run (``torch.cuda.synchronize``
@@ -129,8 +130,11 @@ def time_runs(run: Callable[[], Any], budget: TimingBudget,
         t1 = time.perf_counter()
         times.append(t1 - t0)
         elapsed = t1 - start
-        if (len(times) >= budget.max_iters or elapsed >= budget.max_time_s
-                or (len(times) >= budget.min_iters and elapsed >= budget.min_time_s)):
+        if (
+            len(times) >= budget.max_iters
+            or elapsed >= budget.max_time_s
+            or (len(times) >= budget.min_iters and elapsed >= budget.min_time_s)
+        ):
             return times
 
 
@@ -193,8 +197,9 @@ def resolve_models(patterns: Sequence[str]) -> list[str]:
     return names
 
 
-def calibration_images(folder: str | os.PathLike | None = None,
-                       limit: int = 16) -> Callable[[PretrainedCfg, int], torch.Tensor]:
+def calibration_images(
+    folder: str | os.PathLike | None = None, limit: int = 16
+) -> Callable[[PretrainedCfg, int], torch.Tensor]:
     """Real images for int8 calibration, with each model's evaluation preprocessing at its input size.
 
     ``folder`` defaults to the photos shipped with the package, so the int8 backend works offline.
@@ -218,8 +223,9 @@ def calibration_images(folder: str | os.PathLike | None = None,
     return tensor
 
 
-def _build_subject(name: str, checkpoint: str | os.PathLike | None, input_size: int | None,
-                   reparameterize: bool) -> Subject:
+def _build_subject(
+    name: str, checkpoint: str | os.PathLike | None, input_size: int | None, reparameterize: bool
+) -> Subject:
     file = None
     if checkpoint is not None and is_exported(checkpoint):
         file = Path(checkpoint)
@@ -232,8 +238,15 @@ def _build_subject(name: str, checkpoint: str | os.PathLike | None, input_size: 
         cfg = model.pretrained_cfg
     model.eval()
     deploy = reparameterize_model(copy.deepcopy(model)) if reparameterize else model
-    return Subject(name, model, cfg, input_size or cfg.input_size[-1],
-                   "random" if checkpoint is None else str(checkpoint), deploy, file)
+    return Subject(
+        name,
+        model,
+        cfg,
+        input_size or cfg.input_size[-1],
+        "random" if checkpoint is None else str(checkpoint),
+        deploy,
+        file,
+    )
 
 
 def _macs(s: Subject) -> int:
@@ -277,8 +290,9 @@ def benchmark(
     device = resolve_device(device)
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise GhostzooError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}; "
-                            f"choose from {', '.join(BACKENDS)}")
+        raise GhostzooError(
+            f"unknown backend(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BACKENDS)}"
+        )
     if not batch_sizes or min(batch_sizes) < 1:
         raise GhostzooError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     names = resolve_models(models)
@@ -297,19 +311,47 @@ def benchmark(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with tqdm(total=len(names) * len(backends) * len(batch_sizes), desc="benchmark", unit="run",
-                  file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(names) * len(backends) * len(batch_sizes),
+            desc="benchmark",
+            unit="run",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        ) as bar:
             for name in names:
-                rows.extend(_benchmark_model(name, given.pop(name, None), backends, batch_sizes, ctx, budget,
-                                             input_size, batched_max_gmacs, reparameterize, bar))
+                rows.extend(
+                    _benchmark_model(
+                        name,
+                        given.pop(name, None),
+                        backends,
+                        batch_sizes,
+                        ctx,
+                        budget,
+                        input_size,
+                        batched_max_gmacs,
+                        reparameterize,
+                        bar,
+                    )
+                )
     finally:
         torch.set_num_threads(previous_threads)
     return rows
 
 
-def _benchmark_model(name: str, subject: Subject | None, backends: Sequence[str], batch_sizes: Sequence[int],
-                     ctx: Context, budget: TimingBudget, input_size: int | None, batched_max_gmacs: float | None,
-                     reparameterize: bool, bar: tqdm) -> list[BenchmarkRow]:
+def _benchmark_model(
+    name: str,
+    subject: Subject | None,
+    backends: Sequence[str],
+    batch_sizes: Sequence[int],
+    ctx: Context,
+    budget: TimingBudget,
+    input_size: int | None,
+    batched_max_gmacs: float | None,
+    reparameterize: bool,
+    bar: tqdm,
+) -> list[BenchmarkRow]:
     """The rows of one model: every backend at every batch size, or one failure row each."""
     bar.set_postfix_str(f"{name} (building)")
     try:
@@ -317,8 +359,11 @@ def _benchmark_model(name: str, subject: Subject | None, backends: Sequence[str]
         gmacs = _macs(s) / 1e9 if batched_max_gmacs is not None else None
     except Exception as e:  # noqa: BLE001 -- a model that cannot be built or profiled gives failure rows
         bar.update(len(backends) * len(batch_sizes))
-        return [BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=_failure(e))
-                for b in backends for n in batch_sizes]
+        return [
+            BenchmarkRow(name, b, n, input_size or 0, str(ctx.device), ctx.threads, status=_failure(e))
+            for b in backends
+            for n in batch_sizes
+        ]
     rows = []
     with tempfile.TemporaryDirectory(prefix="ghostzoo-bench-") as workdir:
         s.workdir = Path(workdir)
@@ -326,9 +371,18 @@ def _benchmark_model(name: str, subject: Subject | None, backends: Sequence[str]
             for batch in batch_sizes:
                 bar.set_postfix_str(f"{name} {backend} b{batch}")
                 if batch > 1 and gmacs is not None and gmacs > batched_max_gmacs:
-                    rows.append(BenchmarkRow(name, backend, batch, s.input_size, str(ctx.device), ctx.threads,
-                                             s.weights, "skipped: batch sizes above 1 only for models of <= "
-                                                        f"{batched_max_gmacs:g} GMACs"))
+                    rows.append(
+                        BenchmarkRow(
+                            name,
+                            backend,
+                            batch,
+                            s.input_size,
+                            str(ctx.device),
+                            ctx.threads,
+                            s.weights,
+                            f"skipped: batch sizes above 1 only for models of <= {batched_max_gmacs:g} GMACs",
+                        )
+                    )
                 else:
                     rows.append(_measure(s, backend, batch, ctx, budget))
                 bar.update()
@@ -352,23 +406,30 @@ def processor_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: str | torch.device, threads: int, budget: TimingBudget,
-                reparameterize: bool = True) -> dict[str, str]:
+def environment(
+    device: str | torch.device, threads: int, budget: TimingBudget, reparameterize: bool = True
+) -> dict[str, str]:
     """The facts a reader needs to compare runs: hardware, threads, timing rule and library versions."""
     device = torch.device(device)
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"{processor_name()}, {os.cpu_count()} logical CPUs")
+    hardware = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else (f"{processor_name()}, {os.cpu_count()} logical CPUs")
+    )
     return {
         "device": f"{device} ({hardware})",
         "threads": f"{threads} for every backend (torch.set_num_threads, ONNX Runtime intra-op threads, "
-                   "OpenVINO inference threads; OpenVINO with its f32 precision, LATENCY hint and subnormals "
-                   "flushed to zero)",
+        "OpenVINO inference threads; OpenVINO with its f32 precision, LATENCY hint and subnormals "
+        "flushed to zero)",
         "timing": budget.describe() + "; latency = median and p90 of the timed runs, throughput = batch / median",
-        "pytorch backends": ("the deploy form (reparameterize: BatchNorm and branches folded)" if reparameterize
-                             else "the model as built (not reparameterized)") +
-                            " under torch.inference_mode(); compile = torch.compile (inductor, freezing) of the "
-                            "channels-last model",
+        "pytorch backends": (
+            "the deploy form (reparameterize: BatchNorm and branches folded)"
+            if reparameterize
+            else "the model as built (not reparameterized)"
+        )
+        + " under torch.inference_mode(); compile = torch.compile (inductor, freezing) of the "
+        "channels-last model",
         "weights": "random unless a checkpoint is named in the rows (speed does not depend on the weights)",
-        "versions": ", ".join(f"{m} {_version(m)}" for m in ("torch", "onnxruntime", "openvino")) +
-                    f", Python {platform.python_version()}",
+        "versions": ", ".join(f"{m} {_version(m)}" for m in ("torch", "onnxruntime", "openvino"))
+        + f", Python {platform.python_version()}",
     }

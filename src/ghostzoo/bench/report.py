@@ -24,14 +24,28 @@ from ..errors import GhostzooError
 from .measure import COLUMNS, BenchmarkRow
 from .tables import markdown_table, save_figure, write_csv
 
-_LEGEND = ("Cells: median latency in ms, and in brackets the speed-up over `eager` at the same batch "
-           "(eager median / this median). `unsupported`, `error`, `skipped`: see *Not measured*. "
-           "`prepare` is export / quantization / copying before the first call; the first call of "
-           "`compile` is its compilation. `int8` and `int8_openvino` share one int8 file per model "
-           "(quantized once; it has a free batch dimension): the first of their rows carries the "
-           "quantization in its `prepare`.\n")
-_LONG_COLUMNS = ["model", "backend", "batch", "input_size", "status", "median_ms", "p90_ms", "min_ms",
-                 "images_per_s", "iters", "prepare_s", "first_call_s"]
+_LEGEND = (
+    "Cells: median latency in ms, and in brackets the speed-up over `eager` at the same batch "
+    "(eager median / this median). `unsupported`, `error`, `skipped`: see *Not measured*. "
+    "`prepare` is export / quantization / copying before the first call; the first call of "
+    "`compile` is its compilation. `int8` and `int8_openvino` share one int8 file per model "
+    "(quantized once; it has a free batch dimension): the first of their rows carries the "
+    "quantization in its `prepare`.\n"
+)
+_LONG_COLUMNS = [
+    "model",
+    "backend",
+    "batch",
+    "input_size",
+    "status",
+    "median_ms",
+    "p90_ms",
+    "min_ms",
+    "images_per_s",
+    "iters",
+    "prepare_s",
+    "first_call_s",
+]
 
 
 def _status_kind(row: BenchmarkRow) -> str:
@@ -79,15 +93,27 @@ def _setup_table(rows: Sequence[BenchmarkRow], backends: Sequence[str]) -> str:
         if not done:
             continue
         slowest = max(done, key=lambda r: r.prepare_s + r.first_call_s)
-        table.append({
-            "backend": backend, "measurements": len(done),
-            "median prepare (s)": float(np.median([r.prepare_s for r in done])),
-            "median first call (s)": float(np.median([r.first_call_s for r in done])),
-            "total prepare + first call (s)": float(sum(r.prepare_s + r.first_call_s for r in done)),
-            "slowest": f"{slowest.model} b{slowest.batch}: {slowest.prepare_s + slowest.first_call_s:.1f} s",
-        })
-    return markdown_table(table, ["backend", "measurements", "median prepare (s)", "median first call (s)",
-                                  "total prepare + first call (s)", "slowest"])
+        table.append(
+            {
+                "backend": backend,
+                "measurements": len(done),
+                "median prepare (s)": float(np.median([r.prepare_s for r in done])),
+                "median first call (s)": float(np.median([r.first_call_s for r in done])),
+                "total prepare + first call (s)": float(sum(r.prepare_s + r.first_call_s for r in done)),
+                "slowest": f"{slowest.model} b{slowest.batch}: {slowest.prepare_s + slowest.first_call_s:.1f} s",
+            }
+        )
+    return markdown_table(
+        table,
+        [
+            "backend",
+            "measurements",
+            "median prepare (s)",
+            "median first call (s)",
+            "total prepare + first call (s)",
+            "slowest",
+        ],
+    )
 
 
 def _not_measured_table(rows: Sequence[BenchmarkRow]) -> str:
@@ -99,13 +125,16 @@ def _not_measured_table(rows: Sequence[BenchmarkRow]) -> str:
     merged: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for (status, backend), hit in per_backend.items():
         merged.setdefault((status, tuple(hit)), []).append(backend)
-    table = [{"status": status, "backends": ", ".join(backends), "measurements": ", ".join(hit)}
-             for (status, hit), backends in merged.items()]
+    table = [
+        {"status": status, "backends": ", ".join(backends), "measurements": ", ".join(hit)}
+        for (status, hit), backends in merged.items()
+    ]
     return markdown_table(table, ["status", "backends", "measurements"])
 
 
-def markdown_report(rows: Sequence[BenchmarkRow], settings: dict[str, str], title: str = "Benchmark",
-                    notes: str = "", image: str = "") -> str:
+def markdown_report(
+    rows: Sequence[BenchmarkRow], settings: dict[str, str], title: str = "Benchmark", notes: str = "", image: str = ""
+) -> str:
     """The Markdown report: the commands that measured the rows, per batch size a models x backends
     table (median ms and speed-up over eager), setup times, what could not be measured and why, and
     every measurement in long form."""
@@ -124,8 +153,10 @@ def markdown_report(rows: Sequence[BenchmarkRow], settings: dict[str, str], titl
     parts.append("## Setup time\n\n" + _setup_table(rows, backends))
     if any(not r.ok for r in rows):
         parts.append("## Not measured\n\n" + _not_measured_table(rows))
-    parts.append("## All measurements\n\n(skipped ones are in the CSV only)\n\n" +
-                 markdown_table([r.to_dict() for r in rows if _status_kind(r) != "skipped"], _LONG_COLUMNS))
+    parts.append(
+        "## All measurements\n\n(skipped ones are in the CSV only)\n\n"
+        + markdown_table([r.to_dict() for r in rows if _status_kind(r) != "skipped"], _LONG_COLUMNS)
+    )
     return "\n".join(parts)
 
 
@@ -141,16 +172,21 @@ def _panels(rows: Sequence[BenchmarkRow]) -> dict[int, tuple[list[str], list[Ben
     return panels
 
 
-def _draw_panel(ax: Any, batch: int, models: list[str], ok: Sequence[BenchmarkRow],
-                backends: Sequence[str]) -> None:
+def _draw_panel(ax: Any, batch: int, models: list[str], ok: Sequence[BenchmarkRow], backends: Sequence[str]) -> None:
     """One batch size: a marker per (model, backend) at its median latency, log scale."""
     index = {m: i for i, m in enumerate(models)}
     markers = "osD^v<>Xp*"
     for k, backend in enumerate(backends):
         mine = [r for r in ok if r.backend == backend]
         if mine:
-            ax.scatter([r.median_ms for r in mine], [index[r.model] for r in mine], label=backend,
-                       marker=markers[k % len(markers)], s=22, alpha=0.85)
+            ax.scatter(
+                [r.median_ms for r in mine],
+                [index[r.model] for r in mine],
+                label=backend,
+                marker=markers[k % len(markers)],
+                s=22,
+                alpha=0.85,
+            )
     ax.set_xscale("log")
     ax.set_yticks(range(len(models)), models, fontsize=7)
     ax.set_ylim(-0.7, len(models) - 0.3)
@@ -211,8 +247,9 @@ def merge_rows(old: Sequence[BenchmarkRow], new: Sequence[BenchmarkRow]) -> list
     return merged + [r for r in new if key(r) in fresh]
 
 
-def write_report(rows: Sequence[BenchmarkRow], output_dir: str | os.PathLike, name: str,
-                 settings: dict[str, str], notes: str = "") -> dict[str, Path]:
+def write_report(
+    rows: Sequence[BenchmarkRow], output_dir: str | os.PathLike, name: str, settings: dict[str, str], notes: str = ""
+) -> dict[str, Path]:
     """Write ``NAME.csv``, ``NAME.md`` and ``NAME.png`` (when matplotlib is installed and a row is ok)
     under ``output_dir``, each atomically; returns the paths written."""
     out = Path(output_dir)
@@ -220,6 +257,8 @@ def write_report(rows: Sequence[BenchmarkRow], output_dir: str | os.PathLike, na
     written = {"csv": write_csv(out / f"{name}.csv", [r.to_dict() for r in rows], COLUMNS)}
     if plot:
         written["png"] = plot_latency(rows, out / f"{name}.png")
-    written["md"] = write_text_atomic(out / f"{name}.md", markdown_report(
-        rows, settings, f"Benchmark: {name}", notes, image=f"{name}.png" if plot else ""))
+    written["md"] = write_text_atomic(
+        out / f"{name}.md",
+        markdown_report(rows, settings, f"Benchmark: {name}", notes, image=f"{name}.png" if plot else ""),
+    )
     return written

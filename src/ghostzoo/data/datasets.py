@@ -42,8 +42,14 @@ class Skipped:
 class LabelledImages(Dataset):
     """A list of ``(path, target)`` with class names, decoded lazily and defensively."""
 
-    def __init__(self, samples: Sequence[Sample], classes: Sequence[str], transform: Optional[Callable] = None,
-                 layout: str = "", root: str = "") -> None:
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        classes: Sequence[str],
+        transform: Optional[Callable] = None,
+        layout: str = "",
+        root: str = "",
+    ) -> None:
         if not samples:
             raise GhostzooError(f"no images found in {root or 'the dataset'} ({layout} layout)")
         self.samples = list(samples)
@@ -84,14 +90,18 @@ def _read_label_lines(path: Path) -> List[Tuple[int, List[str]]]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise GhostzooError(f"cannot read {path}: {first_line(e)}") from None
-    return [(n, line.split()) for n, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.startswith("#")]
+    return [
+        (n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.startswith("#")
+    ]
 
 
 def image_folder(root: Path) -> Tuple[List[Sample], List[str]]:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    samples = [(f, i) for i, c in enumerate(classes)
-               for f in sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)]
+    samples = [
+        (f, i)
+        for i, c in enumerate(classes)
+        for f in sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    ]
     return samples, classes
 
 
@@ -126,8 +136,9 @@ def _pet_labels(path: Path) -> Tuple[Dict[str, int], List[str]]:
     ids: Dict[str, int] = {}
     for n, parts in _read_label_lines(path):
         if len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) < 1:
-            raise GhostzooError(f"{path}:{n}: expected '<image> <class id> <species> <breed id>', "
-                                f"got {' '.join(parts)!r}")
+            raise GhostzooError(
+                f"{path}:{n}: expected '<image> <class id> <species> <breed id>', got {' '.join(parts)!r}"
+            )
         ids[parts[0]] = int(parts[1])
     if not ids:
         raise GhostzooError(f"{path}: no labelled image")
@@ -139,8 +150,12 @@ def _pet_labels(path: Path) -> Tuple[Dict[str, int], List[str]]:
 def oxford_pet(root: Path, split: str) -> Tuple[List[Sample], List[str]]:
     ann = root / "annotations"
     label, classes = _pet_labels(ann / "list.txt")
-    official = {"train": ann / "trainval.txt", "trainval": ann / "trainval.txt", "val": ann / "test.txt",
-                "test": ann / "test.txt"}
+    official = {
+        "train": ann / "trainval.txt",
+        "trainval": ann / "trainval.txt",
+        "val": ann / "test.txt",
+        "test": ann / "test.txt",
+    }
     if split not in official:
         raise GhostzooError(f"Oxford-IIIT Pet splits are train (trainval) and test (val), not {split!r}")
     if official[split].is_file():
@@ -165,8 +180,12 @@ def detect_layout(root: Path, labels: Optional[Path] = None) -> str:
     return "imagefolder"
 
 
-def build_dataset(root: str | os.PathLike, split: str = "val", transform: Optional[Callable] = None,
-                  labels: Optional[str | os.PathLike] = None) -> LabelledImages:
+def build_dataset(
+    root: str | os.PathLike,
+    split: str = "val",
+    transform: Optional[Callable] = None,
+    labels: Optional[str | os.PathLike] = None,
+) -> LabelledImages:
     """The ``split`` of the dataset at ``root``, in whichever layout it has (see module docstring)."""
     root = Path(root)
     if not root.is_dir():

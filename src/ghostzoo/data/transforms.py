@@ -39,28 +39,42 @@ def create_transform(cfg: Union[PretrainedCfg, Mapping[str, Any]], input_size: i
     try:
         interpolation = _INTERPOLATION[get("interpolation")]
     except KeyError:
-        raise ValueError(f"unknown interpolation {get('interpolation')!r}; use one of {sorted(_INTERPOLATION)}") from None
+        raise ValueError(
+            f"unknown interpolation {get('interpolation')!r}; use one of {sorted(_INTERPOLATION)}"
+        ) from None
     resize = int(math.floor(size / float(get("crop_pct"))))
     # Resize and crop before ToImage: a PIL input is then resized by PIL, exactly as in the
     # official (torchvision v1) pipeline; tensor inputs go through the tensor kernels.
-    return v2.Compose([
-        v2.Resize(resize, interpolation=interpolation, antialias=True),
-        v2.CenterCrop(size),
-        v2.ToImage(),
-        v2.Lambda(to_unit_range, tv_tensors.Image),
-        v2.Normalize(mean=list(get("mean")), std=list(get("std"))),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(resize, interpolation=interpolation, antialias=True),
+            v2.CenterCrop(size),
+            v2.ToImage(),
+            v2.Lambda(to_unit_range, tv_tensors.Image),
+            v2.Normalize(mean=list(get("mean")), std=list(get("std"))),
+        ]
+    )
 
 
-def create_train_transform(cfg: Union[PretrainedCfg, Mapping[str, Any]], input_size: int | None = None,
-                           auto_augment: str | None = None, re_prob: float = 0.0,
-                           color_jitter: float | None = 0.4) -> Callable:
+def create_train_transform(
+    cfg: Union[PretrainedCfg, Mapping[str, Any]],
+    input_size: int | None = None,
+    auto_augment: str | None = None,
+    re_prob: float = 0.0,
+    color_jitter: float | None = 0.4,
+) -> Callable:
     """Training augmentation (random-resized crop, flip, jitter / RandAugment, erasing) from timm."""
     from timm.data import create_transform as timm_create_transform
 
     get = cfg.get if isinstance(cfg, Mapping) else lambda k: getattr(cfg, k)
     size = int(input_size or get("input_size")[-1])
     return timm_create_transform(
-        size, is_training=True, auto_augment=auto_augment, re_prob=re_prob,
+        size,
+        is_training=True,
+        auto_augment=auto_augment,
+        re_prob=re_prob,
         color_jitter=color_jitter if not auto_augment else None,
-        interpolation=get("interpolation"), mean=tuple(get("mean")), std=tuple(get("std")))
+        interpolation=get("interpolation"),
+        mean=tuple(get("mean")),
+        std=tuple(get("std")),
+    )

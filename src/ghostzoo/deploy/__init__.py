@@ -6,5 +6,12 @@ from .export import ExportError, ExportReport, dynamic_shape_ops, export_model
 from .reparameterize import fold_batchnorms, reparameterize
 from .runtime import load_exported
 
-__all__ = ["fold_batchnorms", "reparameterize", "export_model", "ExportReport", "ExportError",
-           "dynamic_shape_ops", "load_exported"]
+__all__ = [
+    "fold_batchnorms",
+    "reparameterize",
+    "export_model",
+    "ExportReport",
+    "ExportError",
+    "dynamic_shape_ops",
+    "load_exported",
+]

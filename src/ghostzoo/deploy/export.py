@@ -46,11 +46,21 @@ from ..errors import GhostzooError
 from ..layers import neighbour_choices
 from ..registry import PretrainedCfg
 from .reparameterize import reparameterize
-from .runtime import (METADATA_FILE, METADATA_KEY, OnnxRuntimeModel, OpenVinoModel, cfg_to_metadata,
-                      load_exported, write_onnx_metadata)
+from .runtime import (
+    METADATA_FILE,
+    METADATA_KEY,
+    OnnxRuntimeModel,
+    OpenVinoModel,
+    cfg_to_metadata,
+    load_exported,
+    write_onnx_metadata,
+)
 
 FORMATS: Dict[str, Tuple[str, ...]] = {
-    "onnx": (".onnx",), "openvino": (".xml", ".bin"), "torchscript": (".pt",), "pt2": (".pt2",),
+    "onnx": (".onnx",),
+    "openvino": (".xml", ".bin"),
+    "torchscript": (".pt",),
+    "pt2": (".pt2",),
 }
 INT8_FORMATS = ("onnx", "openvino")
 TOLERANCE = 1e-4
@@ -61,8 +71,24 @@ NEIGHBOUR_SLACK = 1e-4
 #: ONNX ops that compute on shapes at run time; a static graph has none.
 SHAPE_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Range", "NonZero"})
 #: ops whose inputs after the first are shapes, indices or sizes: they must be constants.
-SHAPE_INPUT_OPS = frozenset({"Slice", "Reshape", "Resize", "Expand", "Tile", "Pad", "Unsqueeze", "Squeeze",
-                             "Upsample", "ReduceMean", "ReduceSum", "ReduceMax", "Split", "TopK"})
+SHAPE_INPUT_OPS = frozenset(
+    {
+        "Slice",
+        "Reshape",
+        "Resize",
+        "Expand",
+        "Tile",
+        "Pad",
+        "Unsqueeze",
+        "Squeeze",
+        "Upsample",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "Split",
+        "TopK",
+    }
+)
 
 InputSize = Union[int, Sequence[int], None]
 
@@ -193,8 +219,10 @@ class _Reference:
         except ValueError as e:
             raise ExportError(f"{name}: {e}") from None
         if not replay.slack <= NEIGHBOUR_SLACK:
-            raise ExportError(f"{name} chooses neighbours that are not the nearest: scores off by "
-                              f"{replay.slack:.3g} (> {NEIGHBOUR_SLACK:g})")
+            raise ExportError(
+                f"{name} chooses neighbours that are not the nearest: scores off by "
+                f"{replay.slack:.3g} (> {NEIGHBOUR_SLACK:g})"
+            )
         self.slack = max(self.slack or 0.0, replay.slack)
         return logits
 
@@ -206,8 +234,7 @@ def _probed_onnx(proto: Any, path: Path) -> Path:
     probed = copy.deepcopy(proto)
     for node in probed.graph.node:
         if node.op_type == "TopK":
-            probed.graph.output.append(onnx.helper.make_tensor_value_info(node.output[1], onnx.TensorProto.INT64,
-                                                                          None))
+            probed.graph.output.append(onnx.helper.make_tensor_value_info(node.output[1], onnx.TensorProto.INT64, None))
     onnx.save(probed, str(path))
     return path
 
@@ -231,13 +258,21 @@ def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: {line}") from None
 
 
-def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, opset: int,
-                dynamic_batch: bool) -> Any:
+def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, opset: int, dynamic_batch: bool) -> Any:
     import onnx
 
     axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    _quiet(torch.onnx.export, deploy, (x,), str(path), dynamo=False, opset_version=opset,
-           input_names=["input"], output_names=["logits"], dynamic_axes=axes)
+    _quiet(
+        torch.onnx.export,
+        deploy,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes=axes,
+    )
     proto = onnx.load(str(path))
     write_onnx_metadata(proto, metadata)
     _quiet(onnx.checker.check_model, proto, full_check=True)
@@ -276,15 +311,32 @@ def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_s
             _write_openvino(Path(int8), temps[-1], metadata)
             error = relative_error(OpenVinoModel(temps[-1])(x), source(x))
             errors["openvino"] = _within("OpenVINO", error, INT8_TOLERANCE)
-    return ExportReport(source.pretrained_cfg.name, fmt, [str(p) for p in reversed(paths)], shape, False,
-                        next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
-                        True, INT8_TOLERANCE, errors,
-                        dict(Counter(n.op_type for n in proto.graph.node)), dynamic_shape_ops(proto))
+    return ExportReport(
+        source.pretrained_cfg.name,
+        fmt,
+        [str(p) for p in reversed(paths)],
+        shape,
+        False,
+        next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+        True,
+        INT8_TOLERANCE,
+        errors,
+        dict(Counter(n.op_type for n in proto.graph.node)),
+        dynamic_shape_ops(proto),
+    )
 
 
-def export_model(model: nn.Module, fmt: str, output: str | Path, input_size: InputSize = None, batch_size: int = 1,
-                 dynamic_batch: bool = False, opset: int = 17, int8: Optional[str | Path] = None,
-                 tolerance: float = TOLERANCE) -> ExportReport:
+def export_model(
+    model: nn.Module,
+    fmt: str,
+    output: str | Path,
+    input_size: InputSize = None,
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = 17,
+    int8: Optional[str | Path] = None,
+    tolerance: float = TOLERANCE,
+) -> ExportReport:
     """Export ``model`` (a ghostzoo model, with its ``pretrained_cfg``) to ``output`` in format ``fmt``.
 
     ``input_size``: square side or ``(C, H, W)`` (default: the cfg's); ``batch_size``: the batch
@@ -312,8 +364,9 @@ def export_model(model: nn.Module, fmt: str, output: str | Path, input_size: Inp
     if not isinstance(reference.logits[0], torch.Tensor):
         raise ExportError(f"{cfg.name}: export needs a model that returns one tensor (not features_only)")
     deploy = reparameterize(copy.deepcopy(original).float().cpu())
-    metadata = cfg_to_metadata(dataclasses.replace(cfg, input_size=shape[1:]),
-                               batch_size=None if dynamic_batch else shape[0])
+    metadata = cfg_to_metadata(
+        dataclasses.replace(cfg, input_size=shape[1:]), batch_size=None if dynamic_batch else shape[0]
+    )
     x = inputs[-1]  # with a free batch dimension, trace at batch >= 2 so that nothing specialises on 1
     errors: Dict[str, float] = {}
     ops: Dict[str, int] = {}
@@ -352,6 +405,17 @@ def export_model(model: nn.Module, fmt: str, output: str | Path, input_size: Inp
                 return exported(x), chosen.choices
 
             errors[fmt] = reference.compare("TorchScript" if fmt == "torchscript" else "torch.export", run, tolerance)
-    return ExportReport(cfg.name, fmt, [str(p) for p in reversed(paths)], shape, dynamic_batch,
-                        opset if fmt in ("onnx", "openvino") else None, False, tolerance, errors, ops, dynamic,
-                        reference.slack)
+    return ExportReport(
+        cfg.name,
+        fmt,
+        [str(p) for p in reversed(paths)],
+        shape,
+        dynamic_batch,
+        opset if fmt in ("onnx", "openvino") else None,
+        False,
+        tolerance,
+        errors,
+        ops,
+        dynamic,
+        reference.slack,
+    )

@@ -58,14 +58,21 @@ def _folds_batchnorm(conv: nn.Module) -> bool:
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (_folds_batchnorm(conv) and type(bn) in (nn.BatchNorm2d, BatchNormAct2d) and bn.track_running_stats
-            and getattr(conv, "out_channels", bn.num_features) == bn.num_features)
+    return (
+        _folds_batchnorm(conv)
+        and type(bn) in (nn.BatchNorm2d, BatchNormAct2d)
+        and bn.track_running_stats
+        and getattr(conv, "out_channels", bn.num_features) == bn.num_features
+    )
 
 
 def _after_fold(bn: nn.Module) -> nn.Module:
     """What is left of a folded BatchNorm: nothing, or (``BatchNormAct2d``) its dropout + activation."""
-    rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None))
-            if m is not None and not isinstance(m, nn.Identity)]
+    rest = [
+        m
+        for m in (getattr(bn, "drop", None), getattr(bn, "act", None))
+        if m is not None and not isinstance(m, nn.Identity)
+    ]
     return nn.Sequential(*rest) if rest else nn.Identity()
 
 

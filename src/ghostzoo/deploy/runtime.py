@@ -141,8 +141,13 @@ class OnnxRuntimeModel(ExportedModel):
 
     kind = "ONNX"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None,
-                 providers: Sequence[str] = ("CPUExecutionProvider",), **options: Any) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        **options: Any,
+    ) -> None:
         super().__init__(path)
         import onnxruntime as ort
 
@@ -151,8 +156,13 @@ class OnnxRuntimeModel(ExportedModel):
             session_options.intra_op_num_threads = threads
         for name, value in options.items():
             setattr(session_options, name, value)
-        self.session = self._open(ort.InferenceSession, str(self.path), session_options, providers=list(providers),
-                                  disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS))
+        self.session = self._open(
+            ort.InferenceSession,
+            str(self.path),
+            session_options,
+            providers=list(providers),
+            disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
+        )
         self._set_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
         self.input_name = self.session.get_inputs()[0].name
 
@@ -177,8 +187,15 @@ class OpenVinoModel(ExportedModel):
 
     kind = "OpenVINO"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, precision: str = "f32",
-                 hint: str = "LATENCY", probe: str | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        precision: str = "f32",
+        hint: str = "LATENCY",
+        probe: str | None = None,
+        **config: Any,
+    ) -> None:
         super().__init__(path)
         import openvino as ov
 
@@ -190,8 +207,12 @@ class OpenVinoModel(ExportedModel):
         self._set_metadata(model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None)
         if probe:
             model.add_outputs([op.outputs()[-1] for op in model.get_ordered_ops() if op.get_type_name() == probe])
-        properties = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint,
-                      "CPU_DENORMALS_OPTIMIZATION": True, **config}
+        properties = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": hint,
+            "CPU_DENORMALS_OPTIMIZATION": True,
+            **config,
+        }
         if threads:
             properties["INFERENCE_NUM_THREADS"] = threads
         self.compiled = self._open(core.compile_model, model, "CPU", properties)
@@ -247,7 +268,10 @@ class ExportedProgramModel(ExportedModel):
 
 
 RUNTIMES: dict[str, type[ExportedModel]] = {
-    ".onnx": OnnxRuntimeModel, ".xml": OpenVinoModel, ".pt": TorchScriptModel, ".pt2": ExportedProgramModel,
+    ".onnx": OnnxRuntimeModel,
+    ".xml": OpenVinoModel,
+    ".pt": TorchScriptModel,
+    ".pt2": ExportedProgramModel,
 }
 
 
@@ -257,8 +281,10 @@ def load_exported(path: str | os.PathLike, architecture: str | None = None, **kw
     ``kwargs`` go to the runtime wrapper (e.g. ``threads``; ``precision="bf16"`` for OpenVINO).
     """
     if not is_exported(path):
-        raise CheckpointError(f"{path}: not an exported model (expected one of {', '.join(EXPORTED_SUFFIXES)}; "
-                              "a .pt file must be a TorchScript archive written by ghostzoo export)")
+        raise CheckpointError(
+            f"{path}: not an exported model (expected one of {', '.join(EXPORTED_SUFFIXES)}; "
+            "a .pt file must be a TorchScript archive written by ghostzoo export)"
+        )
     model = RUNTIMES[Path(path).suffix.lower()](path, **kwargs)
     stored = model.pretrained_cfg.architecture
     if architecture is not None and stored and architecture.split(".")[0] != stored:

@@ -50,8 +50,9 @@ def run_folder(cfg: TrainConfig, main: bool) -> RunFolder:
     if main:
         check_writable_folder(folder.root, "--output-dir")
         if not cfg.resume and folder.last.exists():
-            raise GhostzooError(f"{folder.root} already holds a run; pass --resume to continue it or choose "
-                                f"another --output-dir")
+            raise GhostzooError(
+                f"{folder.root} already holds a run; pass --resume to continue it or choose another --output-dir"
+            )
     if cfg.resume and not folder.last.exists():
         raise GhostzooError(f"nothing to resume: {folder.last} does not exist")
     return folder
@@ -76,9 +77,16 @@ class Progress:
 
 def _rng_state() -> Dict[str, Any]:
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+    }
 
 
 def _set_rng_state(state: Dict[str, Any]) -> None:
@@ -92,14 +100,23 @@ def checkpoint_state(cfg: TrainConfig, trainer: Trainer, data: TrainData, progre
     """The checkpoint of the epoch ``progress`` has just recorded (tensors and plain types only, so it
     loads with ``weights_only=True``)."""
     ema = trainer.ema
-    return {"format": GHOSTZOO_FORMAT, "architecture": trainer.model.pretrained_cfg.architecture,
-            "num_classes": trainer.num_classes, "class_names": data.class_names, "img_size": data.img_size,
-            "state_dict": trainer.model.state_dict(),
-            "state_dict_ema": ema.module.state_dict() if ema is not None else None,
-            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
-            "scaler": trainer.scaler.state_dict(), "epoch": progress.epoch - 1, "rng": _rng_state(),
-            "config": dataclasses.asdict(cfg),
-            "history": progress.history, "best_top1": progress.best}
+    return {
+        "format": GHOSTZOO_FORMAT,
+        "architecture": trainer.model.pretrained_cfg.architecture,
+        "num_classes": trainer.num_classes,
+        "class_names": data.class_names,
+        "img_size": data.img_size,
+        "state_dict": trainer.model.state_dict(),
+        "state_dict_ema": ema.module.state_dict() if ema is not None else None,
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "epoch": progress.epoch - 1,
+        "rng": _rng_state(),
+        "config": dataclasses.asdict(cfg),
+        "history": progress.history,
+        "best_top1": progress.best,
+    }
 
 
 def save_checkpoints(folder: RunFolder, state: Dict[str, Any], improved: bool) -> None:

@@ -13,14 +13,41 @@ from ..errors import GhostzooError
 RECIPES: Dict[str, Dict[str, Any]] = {
     # GhostNet (CVPR 2020, Sec. 4.2): SGD momentum 0.9, cosine, label smoothing 0.1, dropout 0.2,
     # weight decay 4e-5; lr 0.4 for a batch of 1024.
-    "ghostnet": dict(opt="sgd", lr_base=0.4, lr_base_batch=1024, momentum=0.9, weight_decay=4e-5,
-                     warmup_epochs=3, smoothing=0.1, drop_rate=0.2, color_jitter=0.4, auto_augment=None,
-                     re_prob=0.0, mixup=0.0, cutmix=0.0, ema=False, ema_decay=0.9999),
+    "ghostnet": dict(
+        opt="sgd",
+        lr_base=0.4,
+        lr_base_batch=1024,
+        momentum=0.9,
+        weight_decay=4e-5,
+        warmup_epochs=3,
+        smoothing=0.1,
+        drop_rate=0.2,
+        color_jitter=0.4,
+        auto_augment=None,
+        re_prob=0.0,
+        mixup=0.0,
+        cutmix=0.0,
+        ema=False,
+        ema_decay=0.9999,
+    ),
     # DeiT's recipe, used by TNT, ViG, Wave-MLP, AugViT: AdamW, RandAugment, mixup/cutmix, erasing, EMA.
-    "deit": dict(opt="adamw", lr_base=5e-4, lr_base_batch=512, momentum=0.9, weight_decay=0.05,
-                 warmup_epochs=5, smoothing=0.1, drop_rate=0.0, color_jitter=None,
-                 auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25, mixup=0.8, cutmix=1.0, ema=True,
-                 ema_decay=0.99996),
+    "deit": dict(
+        opt="adamw",
+        lr_base=5e-4,
+        lr_base_batch=512,
+        momentum=0.9,
+        weight_decay=0.05,
+        warmup_epochs=5,
+        smoothing=0.1,
+        drop_rate=0.0,
+        color_jitter=None,
+        auto_augment="rand-m9-mstd0.5-inc1",
+        re_prob=0.25,
+        mixup=0.8,
+        cutmix=1.0,
+        ema=True,
+        ema_decay=0.99996,
+    ),
 }
 
 

@@ -47,7 +47,8 @@ class Distributed:
         if self.world == 1:
             return model
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.local_rank] if self.device.type == "cuda" else None)
+            model, device_ids=[self.local_rank] if self.device.type == "cuda" else None
+        )
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -60,9 +60,16 @@ class _Tally:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
-             amp: Optional[str] = None, channels_last: bool = True, class_names: Sequence[str] = (),
-             target_map: Optional[Sequence[int]] = None, progress: bool = False) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str = "cpu",
+    amp: Optional[str] = None,
+    channels_last: bool = True,
+    class_names: Sequence[str] = (),
+    target_map: Optional[Sequence[int]] = None,
+    progress: bool = False,
+) -> EvalResult:
     """Run ``model`` over ``loader`` (batches of ``(images, targets, skipped)``).
 
     ``target_map`` maps dataset labels to the model's output indices (an ImageNet model on an
@@ -87,8 +94,15 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str = 
     if tally.seen == 0:
         raise GhostzooError(f"no readable image to evaluate ({len(skipped)} skipped)")
     seen = tally.seen
-    return EvalResult(100.0 * tally.correct1 / seen, 100.0 * tally.correct5 / seen, tally.loss_sum / seen, seen,
-                      seen / elapsed, tally.per_class(class_names), skipped)
+    return EvalResult(
+        100.0 * tally.correct1 / seen,
+        100.0 * tally.correct5 / seen,
+        tally.loss_sum / seen,
+        seen,
+        seen / elapsed,
+        tally.per_class(class_names),
+        skipped,
+    )
 
 
 def dataset_target_map(dataset: LabelledImages, num_outputs: int) -> Optional[List[int]]:
@@ -97,21 +111,38 @@ def dataset_target_map(dataset: LabelledImages, num_outputs: int) -> Optional[Li
         return None
     target_map = imagenet_target_map(dataset.classes) if num_outputs == 1000 else None
     if target_map is None:
-        raise GhostzooError(f"the dataset has {len(dataset.classes)} classes but the model predicts "
-                            f"{num_outputs}; pass a checkpoint trained on it (or --num-classes when training)")
+        raise GhostzooError(
+            f"the dataset has {len(dataset.classes)} classes but the model predicts "
+            f"{num_outputs}; pass a checkpoint trained on it (or --num-classes when training)"
+        )
     return target_map
 
 
-def validate(model: nn.Module, data: str | os.PathLike, split: str = "val", labels: Optional[str] = None,
-             batch_size: int = 64, workers: int = 2, device: str = "cpu", amp: Optional[str] = None,
-             channels_last: bool = True, progress: bool = False) -> EvalResult:
+def validate(
+    model: nn.Module,
+    data: str | os.PathLike,
+    split: str = "val",
+    labels: Optional[str] = None,
+    batch_size: int = 64,
+    workers: int = 2,
+    device: str = "cpu",
+    amp: Optional[str] = None,
+    channels_last: bool = True,
+    progress: bool = False,
+) -> EvalResult:
     """Evaluate ``model`` on the dataset at ``data`` with the model's own eval preprocessing."""
     dev = resolve_device(device)
     cfg = model.pretrained_cfg
     dataset = build_dataset(data, split, create_transform(cfg), labels=labels)
     target_map = dataset_target_map(dataset, getattr(model, "num_classes", cfg.num_classes))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate_skipping, pin_memory=dev.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+        pin_memory=dev.type == "cuda",
+    )
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

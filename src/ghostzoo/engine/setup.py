@@ -77,29 +77,55 @@ def build_data(cfg: TrainConfig, dist_ctx: Distributed) -> TrainData:
     preprocessing; refuses splits whose classes differ and a batch larger than the training split."""
     pcfg = get_pretrained_cfg(cfg.model)
     img_size = cfg.img_size or pcfg.input_size[-1]
-    train_set = build_dataset(cfg.data, cfg.train_split, create_train_transform(
-        pcfg, img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob or 0.0, color_jitter=cfg.color_jitter))
+    train_set = build_dataset(
+        cfg.data,
+        cfg.train_split,
+        create_train_transform(
+            pcfg, img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob or 0.0, color_jitter=cfg.color_jitter
+        ),
+    )
     val_set = build_dataset(cfg.data, cfg.val_split, create_transform(pcfg, img_size))
     if train_set.classes != val_set.classes:
-        raise GhostzooError(f"train and val splits have different classes ({len(train_set.classes)} vs "
-                            f"{len(val_set.classes)})")
+        raise GhostzooError(
+            f"train and val splits have different classes ({len(train_set.classes)} vs {len(val_set.classes)})"
+        )
     sampler_gen, loader_gen = torch.Generator(), torch.Generator()
-    sampler = (DistributedSampler(train_set, seed=cfg.seed, drop_last=True) if dist_ctx.world > 1
-               else RandomSampler(train_set, generator=sampler_gen))
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        collate_fn=collate_skipping, drop_last=True, generator=loader_gen,
-                        pin_memory=dist_ctx.device.type == "cuda")
+    sampler = (
+        DistributedSampler(train_set, seed=cfg.seed, drop_last=True)
+        if dist_ctx.world > 1
+        else RandomSampler(train_set, generator=sampler_gen)
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate_skipping,
+        drop_last=True,
+        generator=loader_gen,
+        pin_memory=dist_ctx.device.type == "cuda",
+    )
     if len(loader) == 0:
-        raise GhostzooError(f"batch size {cfg.batch_size} is larger than the training split "
-                            f"({len(train_set)} images)")
+        raise GhostzooError(f"batch size {cfg.batch_size} is larger than the training split ({len(train_set)} images)")
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_skipping)
-    return TrainData(pcfg, img_size, train_set, val_set, sampler, sampler_gen, loader_gen, loader, val_loader,
-                     steps=min(len(loader), cfg.steps_per_epoch or len(loader)),
-                     class_names=readable_class_names(train_set.classes))
+    return TrainData(
+        pcfg,
+        img_size,
+        train_set,
+        val_set,
+        sampler,
+        sampler_gen,
+        loader_gen,
+        loader,
+        val_loader,
+        steps=min(len(loader), cfg.steps_per_epoch or len(loader)),
+        class_names=readable_class_names(train_set.classes),
+    )
 
 
-def build_model(cfg: TrainConfig, data: TrainData, device: torch.device,
-                model: Optional[nn.Module] = None) -> Tuple[nn.Module, int]:
+def build_model(
+    cfg: TrainConfig, data: TrainData, device: torch.device, model: Optional[nn.Module] = None
+) -> Tuple[nn.Module, int]:
     """The module to train, on ``device`` in the run's memory format, and how many classes it predicts.
 
     A given ``model`` (the fake-quantized one of QAT) is trained as it is; otherwise ``cfg.model`` is
@@ -110,8 +136,9 @@ def build_model(cfg: TrainConfig, data: TrainData, device: torch.device,
     if model is not None:
         num_classes = getattr(model, "num_classes", None)
         if num_classes != len(data.train_set.classes):
-            raise GhostzooError(f"the model predicts {num_classes} classes but {cfg.data} has "
-                                f"{len(data.train_set.classes)}")
+            raise GhostzooError(
+                f"the model predicts {num_classes} classes but {cfg.data} has {len(data.train_set.classes)}"
+            )
     else:
         num_classes = cfg.num_classes or len(data.train_set.classes)
         model = _create_model(cfg, data, num_classes)
@@ -125,19 +152,25 @@ def _create_model(cfg: TrainConfig, data: TrainData, num_classes: int) -> nn.Mod
     model_kwargs: Dict[str, Any] = {"drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate:
         model_kwargs["drop_path_rate"] = cfg.drop_path_rate
-    model = create_model(cfg.model, checkpoint_path=None if cfg.resume else cfg.checkpoint,
-                         num_classes=num_classes, **model_kwargs)
+    model = create_model(
+        cfg.model, checkpoint_path=None if cfg.resume else cfg.checkpoint, num_classes=num_classes, **model_kwargs
+    )
     size = data.img_size
     model.pretrained_cfg = dataclasses.replace(
-        model.pretrained_cfg, tag="trained", url="", hf_hub_id="", num_classes=num_classes,
-        input_size=(data.pretrained_cfg.input_size[0], size, size), class_names=tuple(data.class_names),
-        label_names="", published=dataclasses.replace(model.pretrained_cfg.published, top1=None, top5=None,
-                                                      source=""))
+        model.pretrained_cfg,
+        tag="trained",
+        url="",
+        hf_hub_id="",
+        num_classes=num_classes,
+        input_size=(data.pretrained_cfg.input_size[0], size, size),
+        class_names=tuple(data.class_names),
+        label_names="",
+        published=dataclasses.replace(model.pretrained_cfg.published, top1=None, top5=None, source=""),
+    )
     return model
 
 
-def build_trainer(cfg: TrainConfig, model: nn.Module, num_classes: int, steps: int,
-                  dist_ctx: Distributed) -> Trainer:
+def build_trainer(cfg: TrainConfig, model: nn.Module, num_classes: int, steps: int, dist_ctx: Distributed) -> Trainer:
     """timm's optimizer, per-update cosine schedule with warmup, EMA and mixup; the loss; the fp16 loss
     scaler; and the training module: behind DDP with several processes, compiled with ``cfg.compile``."""
     from timm.data import Mixup
@@ -146,13 +179,25 @@ def build_trainer(cfg: TrainConfig, model: nn.Module, num_classes: int, steps: i
     from timm.utils import ModelEmaV3
 
     device = dist_ctx.device
-    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    momentum=cfg.momentum)
-    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr,
-                                  warmup_t=int(cfg.warmup_epochs * steps), warmup_lr_init=cfg.lr * 1e-3,
-                                  t_in_epochs=False)
-    mixup_fn = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing or 0.0,
-                      num_classes=num_classes) if (cfg.mixup or cfg.cutmix) else None)
+    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=cfg.epochs * steps,
+        lr_min=cfg.min_lr,
+        warmup_t=int(cfg.warmup_epochs * steps),
+        warmup_lr_init=cfg.lr * 1e-3,
+        t_in_epochs=False,
+    )
+    mixup_fn = (
+        Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            label_smoothing=cfg.smoothing or 0.0,
+            num_classes=num_classes,
+        )
+        if (cfg.mixup or cfg.cutmix)
+        else None
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
     train_model = dist_ctx.wrap(model)
@@ -160,8 +205,17 @@ def build_trainer(cfg: TrainConfig, model: nn.Module, num_classes: int, steps: i
         # Only the training step is compiled; evaluation and checkpoints use the eager module, which
         # shares the parameters, so eval mode costs no second compile and state_dict keys stay plain.
         train_model = torch.compile(train_model)
-    return Trainer(model, train_model, num_classes, optimizer, scheduler, scaler, ema, mixup_fn,
-                   _build_loss(cfg, mixup_fn is not None))
+    return Trainer(
+        model,
+        train_model,
+        num_classes,
+        optimizer,
+        scheduler,
+        scaler,
+        ema,
+        mixup_fn,
+        _build_loss(cfg, mixup_fn is not None),
+    )
 
 
 def _build_loss(cfg: TrainConfig, mixup_active: bool) -> nn.Module:

@@ -55,8 +55,7 @@ class EpochSeeds(NamedTuple):
 
 def epoch_seeds(seed: int, epoch: int, rank: int = 0) -> EpochSeeds:
     """The seeds of ``epoch`` (-1: the initial weights) of the run seeded ``seed``, on process ``rank``."""
-    return EpochSeeds((seed * 1_000_003 + epoch * 10_007 + rank) % (2 ** 31), seed * 7919 + epoch,
-                      seed * 104_729 + epoch)
+    return EpochSeeds((seed * 1_000_003 + epoch * 10_007 + rank) % (2**31), seed * 7919 + epoch, seed * 104_729 + epoch)
 
 
 def seed_everything(seed: int) -> None:
@@ -86,16 +85,18 @@ class _Losses:
         values = torch.stack([loss for _, loss, _ in self.pending]).tolist()
         for (step, _, images), value in zip(self.pending, values):
             if not math.isfinite(value):
-                raise GhostzooError(f"loss became {value} at epoch {self.epoch + 1} step {step}; "
-                                    f"lower --lr or check the data")
+                raise GhostzooError(
+                    f"loss became {value} at epoch {self.epoch + 1} step {step}; lower --lr or check the data"
+                )
             self.total += value * images
             self.seen += images
         self.last = values[-1]
         self.pending.clear()
 
 
-def _usable_batch(images: Optional[torch.Tensor], targets: Optional[torch.Tensor],
-                  pairs: bool) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+def _usable_batch(
+    images: Optional[torch.Tensor], targets: Optional[torch.Tensor], pairs: bool
+) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """The batch to train on, None when no image of it is left: all were unreadable, or mixup (which
     pairs samples, so drops an odd one) had a single one."""
     if images is not None and pairs and len(images) % 2:
@@ -103,8 +104,9 @@ def _usable_batch(images: Optional[torch.Tensor], targets: Optional[torch.Tensor
     return (images, targets) if images is not None and len(images) else None
 
 
-def _train_step(cfg: TrainConfig, trainer: Trainer, images: torch.Tensor, targets: torch.Tensor,
-                device: torch.device) -> torch.Tensor:
+def _train_step(
+    cfg: TrainConfig, trainer: Trainer, images: torch.Tensor, targets: torch.Tensor, device: torch.device
+) -> torch.Tensor:
     """One optimizer update (and EMA and schedule step) on one batch; the loss, still on the device."""
     images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
     if trainer.mixup_fn is not None:
@@ -115,8 +117,9 @@ def _train_step(cfg: TrainConfig, trainer: Trainer, images: torch.Tensor, target
             loss = trainer.criterion(trainer.train_model(images), targets)
     except torch._dynamo.exc.BackendCompilerFailed as e:  # e.g. no C++ compiler for inductor on CPU
         inner = e.inner_exception
-        raise GhostzooError(f"--compile failed: {type(inner).__name__}: {first_line(inner)}; "
-                            f"train without --compile") from e
+        raise GhostzooError(
+            f"--compile failed: {type(inner).__name__}: {first_line(inner)}; train without --compile"
+        ) from e
     trainer.optimizer.zero_grad(set_to_none=True)
     trainer.scaler.scale(loss).backward()
     trainer.scaler.step(trainer.optimizer)
@@ -128,8 +131,9 @@ def _train_step(cfg: TrainConfig, trainer: Trainer, images: torch.Tensor, target
     return loss
 
 
-def train_one_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, epoch: int,
-                    dist_ctx: Distributed) -> Dict[str, Any]:
+def train_one_epoch(
+    cfg: TrainConfig, trainer: Trainer, data: TrainData, epoch: int, dist_ctx: Distributed
+) -> Dict[str, Any]:
     """Train ``epoch`` (at most ``data.steps`` batches) after re-seeding every generator from it, so that
     it replays the same whether or not the run was resumed; the epoch's record (loss, speed, lr, skipped)."""
     seeds = epoch_seeds(cfg.seed, epoch, dist_ctx.rank)
@@ -140,8 +144,13 @@ def train_one_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, epoch: 
         data.sampler.set_epoch(epoch)
     trainer.train_model.train()
     losses, skipped = _Losses(epoch), []
-    bar = tqdm(total=data.steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-               disable=None if (cfg.progress and dist_ctx.main) else True, leave=False)
+    bar = tqdm(
+        total=data.steps,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="step",
+        disable=None if (cfg.progress and dist_ctx.main) else True,
+        leave=False,
+    )
     start = time.perf_counter()
     for step, (images, targets, bad) in enumerate(islice(data.loader, data.steps)):
         skipped += [{"path": s.path, "reason": s.reason} for s in bad]
@@ -153,17 +162,30 @@ def train_one_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, epoch: 
         if (step + 1) % cfg.log_interval == 0:
             losses.sync()
             bar.set_postfix(loss=f"{losses.last:.3f}", lr=f"{trainer.lr:.2e}")
-            logger.debug("epoch %d/%d step %d/%d: loss %.4f  lr %.2e", epoch + 1, cfg.epochs, step + 1,
-                         data.steps, losses.last, trainer.lr)
+            logger.debug(
+                "epoch %d/%d step %d/%d: loss %.4f  lr %.2e",
+                epoch + 1,
+                cfg.epochs,
+                step + 1,
+                data.steps,
+                losses.last,
+                trainer.lr,
+            )
     losses.sync()
     elapsed = time.perf_counter() - start
     bar.close()
-    return {"epoch": epoch + 1, "train_loss": losses.total / max(losses.seen, 1),
-            "train_images_per_s": losses.seen * dist_ctx.world / elapsed, "lr": trainer.lr, "skipped": skipped}
+    return {
+        "epoch": epoch + 1,
+        "train_loss": losses.total / max(losses.seen, 1),
+        "train_images_per_s": losses.seen * dist_ctx.world / elapsed,
+        "lr": trainer.lr,
+        "skipped": skipped,
+    }
 
 
 def evaluate_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, device: torch.device) -> Dict[str, Any]:
     """Top-1 / top-5 and loss of the model (and top-1 / top-5 of its EMA) on the validation split."""
+
     def run(model: nn.Module) -> EvalResult:
         return evaluate(model, data.val_loader, device, cfg.amp, cfg.channels_last, data.val_set.classes)
 
@@ -175,8 +197,15 @@ def evaluate_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, device: 
     return record
 
 
-def _end_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, dist_ctx: Distributed, folder: RunFolder,
-               progress: Progress, record: Dict[str, Any]) -> None:
+def _end_epoch(
+    cfg: TrainConfig,
+    trainer: Trainer,
+    data: TrainData,
+    dist_ctx: Distributed,
+    folder: RunFolder,
+    progress: Progress,
+    record: Dict[str, Any],
+) -> None:
     """The main process's share of an epoch's end: evaluate, checkpoint, summarise, log."""
     record.update(evaluate_epoch(cfg, trainer, data, dist_ctx.device))
     improved = progress.add(record)
@@ -186,10 +215,13 @@ def _end_epoch(cfg: TrainConfig, trainer: Trainer, data: TrainData, dist_ctx: Di
 
 
 def _epoch_line(cfg: TrainConfig, record: Dict[str, Any], ema: bool) -> str:
-    return (f"epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']:.4f}  top-1 {record['top1']:.2f}  "
-            f"top-5 {record['top5']:.2f}" + (f"  ema top-1 {record['ema_top1']:.2f}" if ema else "")
-            + f"  {record['train_images_per_s']:.1f} img/s"
-            + (f"  skipped {len(record['skipped'])}" if record["skipped"] else ""))
+    return (
+        f"epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']:.4f}  top-1 {record['top1']:.2f}  "
+        f"top-5 {record['top5']:.2f}"
+        + (f"  ema top-1 {record['ema_top1']:.2f}" if ema else "")
+        + f"  {record['train_images_per_s']:.1f} img/s"
+        + (f"  skipped {len(record['skipped'])}" if record["skipped"] else "")
+    )
 
 
 def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]:
@@ -231,9 +263,16 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
 
 def _summary(cfg: TrainConfig, progress: Progress, world: int, identical: Optional[bool] = None) -> Dict[str, Any]:
     """summary.json: the run's configuration and per-epoch records, as plain JSON types."""
-    out = {"model": cfg.model, "data": cfg.data, "recipe": cfg.recipe, "epochs": cfg.epochs,
-           "world_size": world, "best_top1": progress.best, "history": progress.history,
-           "config": dataclasses.asdict(cfg)}
+    out = {
+        "model": cfg.model,
+        "data": cfg.data,
+        "recipe": cfg.recipe,
+        "epochs": cfg.epochs,
+        "world_size": world,
+        "best_top1": progress.best,
+        "history": progress.history,
+        "config": dataclasses.asdict(cfg),
+    }
     if identical is not None:
         out["replicas_identical"] = identical
     return json.loads(json.dumps(out, default=str))

@@ -11,8 +11,9 @@ from typing import Optional
 import torch
 
 
-def dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+def dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d) + bias) v`` with ``q [B, heads, N, d]`` and ``k, v [B, heads, M, d]``."""
     attn = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
     if bias is not None:

@@ -41,8 +41,7 @@ class BlockCirculantLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         block = min(in_features, out_features) // num_cir
         if block == 0 or in_features % block or out_features % block:
-            raise ValueError(f"{in_features} -> {out_features} features cannot be tiled by "
-                             f"{num_cir} circulant blocks")
+            raise ValueError(f"{in_features} -> {out_features} features cannot be tiled by {num_cir} circulant blocks")
         rows, cols = out_features // block, in_features // block
         self.weight_list = nn.Parameter(torch.empty(rows * cols * block))
         self.register_buffer("index_matrix", block_circulant_index(rows, cols, block))

@@ -12,8 +12,14 @@ class ConvBnAct(nn.Module):
     Keys (``conv``, ``bn1``) follow the official GhostNet ``ConvBnAct`` so its checkpoints load.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(out_chs)

@@ -58,8 +58,7 @@ class DFCAttention(nn.Sequential):
     so its keys (``0.weight`` ... ``5.running_var``) equal the official ``short_conv``.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 dfc_kernel: int = 5) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1, dfc_kernel: int = 5) -> None:
         pad = dfc_kernel // 2
         super().__init__(
             nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False),

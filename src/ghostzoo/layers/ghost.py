@@ -31,9 +31,17 @@ class GhostModule(nn.Module):
     (``primary_conv.{0,1}``, ``cheap_operation.{0,1}``, and GhostNetV2's ``short_conv.*``).
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, ratio: int = 2,
-                 dw_size: int = 3, stride: int = 1, act_layer: ActLayer = nn.ReLU,
-                 attn: bool = False) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        ratio: int = 2,
+        dw_size: int = 3,
+        stride: int = 1,
+        act_layer: ActLayer = nn.ReLU,
+        attn: bool = False,
+    ) -> None:
         super().__init__()
         self.out_chs = out_chs
         init_chs = math.ceil(out_chs / ratio)
@@ -42,8 +50,9 @@ class GhostModule(nn.Module):
         self._build(in_chs, init_chs, new_chs, kernel_size, dw_size, stride, act_layer)
         self.short_conv = DFCAttention(in_chs, out_chs, kernel_size, stride) if attn else None
 
-    def _build(self, in_chs: int, init_chs: int, new_chs: int, kernel_size: int, dw_size: int,
-               stride: int, act_layer: ActLayer) -> None:
+    def _build(
+        self, in_chs: int, init_chs: int, new_chs: int, kernel_size: int, dw_size: int, stride: int, act_layer: ActLayer
+    ) -> None:
         """Create the primary and cheap operations (a subclass may build them differently)."""
         self.primary_conv = nn.Sequential(
             nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
@@ -66,7 +75,7 @@ class GhostModule(nn.Module):
         x1 = self._primary(x)
         out = torch.cat([x1, self._cheap(x1)], dim=1)
         if self.trim:
-            out = out[:, :self.out_chs]
+            out = out[:, : self.out_chs]
         if self.short_conv is not None:
             out = out * self.short_conv(x, out.shape[-2:])
         return out

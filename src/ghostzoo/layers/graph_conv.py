@@ -43,11 +43,11 @@ class MaxRelativeConv2d(nn.Module):
     ``[B, C, N, k]`` difference tensor. The pair is interleaved channel by channel, as officially.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, act_layer: Callable[..., nn.Module] = nn.GELU,
-                 groups: int = 4) -> None:
+    def __init__(
+        self, in_chs: int, out_chs: int, act_layer: Callable[..., nn.Module] = nn.GELU, groups: int = 4
+    ) -> None:
         super().__init__()
-        self.nn = nn.Sequential(nn.Conv2d(2 * in_chs, out_chs, 1, groups=groups),
-                                nn.BatchNorm2d(out_chs), act_layer())
+        self.nn = nn.Sequential(nn.Conv2d(2 * in_chs, out_chs, 1, groups=groups), nn.BatchNorm2d(out_chs), act_layer())
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         batch, chs, height, width = x.shape
@@ -64,8 +64,15 @@ class DynamicGraphConv2d(nn.Module):
     L2-normalised features; the convolution uses the features themselves.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, k: int = 9, dilation: int = 1, reduction: int = 1,
-                 act_layer: Callable[..., nn.Module] = nn.GELU) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        k: int = 9,
+        dilation: int = 1,
+        reduction: int = 1,
+        act_layer: Callable[..., nn.Module] = nn.GELU,
+    ) -> None:
         super().__init__()
         self.k = k
         self.dilation = dilation
@@ -74,6 +81,7 @@ class DynamicGraphConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, relative_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
         y = F.avg_pool2d(x, self.reduction) if self.reduction > 1 else x
-        neighbours = knn_graph(F.normalize(x.flatten(2), dim=1), F.normalize(y.flatten(2), dim=1),
-                               self.k, self.dilation, relative_pos)
+        neighbours = knn_graph(
+            F.normalize(x.flatten(2), dim=1), F.normalize(y.flatten(2), dim=1), self.k, self.dilation, relative_pos
+        )
         return self.gconv(x, y, neighbours)

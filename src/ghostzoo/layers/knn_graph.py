@@ -41,8 +41,10 @@ class NeighbourChoices:
                 raise ValueError(f"the model builds more than the {len(self.replay)} graphs given to replay")
             chosen = torch.as_tensor(self.replay[len(self.choices)]).to(score.device, torch.long)
             if chosen.shape != best.indices.shape:
-                raise ValueError(f"graph {len(self.choices)}: replayed neighbours have shape {tuple(chosen.shape)},"
-                                 f" the model needs {tuple(best.indices.shape)}")
+                raise ValueError(
+                    f"graph {len(self.choices)}: replayed neighbours have shape {tuple(chosen.shape)},"
+                    f" the model needs {tuple(best.indices.shape)}"
+                )
             self.slack = max(self.slack, float((best.values - score.gather(-1, chosen)).abs().max()))
         self.choices.append(chosen)
         return chosen
@@ -63,8 +65,9 @@ def neighbour_choices(replay: Optional[Sequence[torch.Tensor]] = None) -> Iterat
         _ACTIVE.reset(token)
 
 
-def knn_graph(x: torch.Tensor, y: torch.Tensor, k: int, dilation: int = 1,
-              relative_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+def knn_graph(
+    x: torch.Tensor, y: torch.Tensor, k: int, dilation: int = 1, relative_pos: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Indices ``[B, N, k']`` into the ``M`` nodes of ``y`` of the nearest neighbours of each node of ``x``.
 
     ``x`` is ``[B, C, N]`` and ``y`` ``[B, C, M]``, both L2-normalised over ``C``; ``relative_pos``

@@ -31,8 +31,7 @@ class LegoConv2d(nn.Module):
     (``fold_batchnorm``).
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, n_split: int = 2,
-                 n_lego: float = 0.5) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 3, n_split: int = 2, n_lego: float = 0.5) -> None:
         super().__init__()
         if in_chs % n_split:
             raise ValueError(f"LegoConv2d: in_chs ({in_chs}) must be divisible by n_split ({n_split})")
@@ -72,8 +71,16 @@ class LegoConv2d(nn.Module):
         if self.deployed:
             return
         k, mid = self.kernel_size, self.n_split * self.n_legos
-        legos = nn.Conv2d(self.in_chs, mid, k, padding=k // 2, groups=self.n_split, bias=False,
-                          device=self.lego.device, dtype=self.lego.dtype)
+        legos = nn.Conv2d(
+            self.in_chs,
+            mid,
+            k,
+            padding=k // 2,
+            groups=self.n_split,
+            bias=False,
+            device=self.lego.device,
+            dtype=self.lego.dtype,
+        )
         legos.weight.copy_(self.lego.repeat(self.n_split, 1, 1, 1))  # group g, lego l -> channel g * n_legos + l
         combine = nn.Conv2d(mid, self.out_chs, 1, bias=False, device=self.lego.device, dtype=self.lego.dtype)
         combine.weight.copy_(self.combination_kernel())
@@ -87,5 +94,7 @@ class LegoConv2d(nn.Module):
         self.combine = fuse_conv_bn_eval(self.combine.eval(), bn)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_chs}, {self.out_chs}, kernel_size={self.kernel_size}, n_split={self.n_split}, "
-                f"n_legos={self.n_legos}")
+        return (
+            f"{self.in_chs}, {self.out_chs}, kernel_size={self.kernel_size}, n_split={self.n_split}, "
+            f"n_legos={self.n_legos}"
+        )

@@ -28,20 +28,27 @@ def square_grid(num_tokens: int) -> Grid:
     return side, side
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, old_grid: Sequence[int], new_grid: Sequence[int],
-                     num_prefix_tokens: int = 0) -> torch.Tensor:
+def resize_pos_embed(
+    pos_embed: torch.Tensor, old_grid: Sequence[int], new_grid: Sequence[int], num_prefix_tokens: int = 0
+) -> torch.Tensor:
     """Resample an absolute embedding ``[1, prefix + H*W, C]`` from ``old_grid`` to ``new_grid``.
 
     Prefix tokens (a class token) have no position on the grid and are kept as they are.
     """
     if tuple(old_grid) == tuple(new_grid):
         return pos_embed
-    return resample_abs_pos_embed(pos_embed, new_size=list(new_grid), old_size=list(old_grid),
-                                  num_prefix_tokens=num_prefix_tokens)
+    return resample_abs_pos_embed(
+        pos_embed, new_size=list(new_grid), old_size=list(old_grid), num_prefix_tokens=num_prefix_tokens
+    )
 
 
-def resize_rel_pos_bias(bias: torch.Tensor, old_query: Sequence[int], new_query: Sequence[int],
-                        old_key: Sequence[int], new_key: Sequence[int]) -> torch.Tensor:
+def resize_rel_pos_bias(
+    bias: torch.Tensor,
+    old_query: Sequence[int],
+    new_query: Sequence[int],
+    old_key: Sequence[int],
+    new_key: Sequence[int],
+) -> torch.Tensor:
     """Resample an attention bias ``[1, heads, Hq*Wq, Hk*Wk]`` learned between two token grids.
 
     Such a bias (PyramidTNT's ``relative_pos``) holds one value per (query position, key position)

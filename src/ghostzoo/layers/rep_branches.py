@@ -26,21 +26,33 @@ _SUFFIXES = ("_rpr_skip", "_rpr_conv", "_rpr_scale")
 class ConvBn(nn.Sequential):
     """Convolution without bias, then BatchNorm; keys ``conv.*`` and ``bn.*`` as in GhostNetV3."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1) -> None:
-        super().__init__(OrderedDict(
-            conv=nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
-            bn=nn.BatchNorm2d(out_chs),
-        ))
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+                bn=nn.BatchNorm2d(out_chs),
+            )
+        )
 
 
-def add_rep_branches(module: nn.Module, prefix: str, in_chs: int, out_chs: int, kernel_size: int,
-                     stride: int = 1, groups: int = 1, num_branches: int = 3) -> None:
+def add_rep_branches(
+    module: nn.Module,
+    prefix: str,
+    in_chs: int,
+    out_chs: int,
+    kernel_size: int,
+    stride: int = 1,
+    groups: int = 1,
+    num_branches: int = 3,
+) -> None:
     """Register the branch set of one re-parameterizable convolution on ``module``."""
     skip = nn.BatchNorm2d(in_chs) if in_chs == out_chs and stride == 1 else None
     setattr(module, f"{prefix}_rpr_skip", skip)
-    setattr(module, f"{prefix}_rpr_conv", nn.ModuleList(
-        ConvBn(in_chs, out_chs, kernel_size, stride, groups) for _ in range(num_branches)))
+    setattr(
+        module,
+        f"{prefix}_rpr_conv",
+        nn.ModuleList(ConvBn(in_chs, out_chs, kernel_size, stride, groups) for _ in range(num_branches)),
+    )
     scale = ConvBn(in_chs, out_chs, 1, stride, groups) if kernel_size > 1 else None
     setattr(module, f"{prefix}_rpr_scale", scale)
 
@@ -95,8 +107,18 @@ def fuse_rep_branches(module: nn.Module, prefix: str) -> nn.Conv2d:
         k, b = fold_bn(_identity_kernel(ref), skip)
         kernel, bias = kernel + k, bias + b
 
-    fused = nn.Conv2d(ref.in_channels, ref.out_channels, ref.kernel_size, ref.stride, ref.padding,
-                      ref.dilation, ref.groups, bias=True, device=kernel.device, dtype=kernel.dtype)
+    fused = nn.Conv2d(
+        ref.in_channels,
+        ref.out_channels,
+        ref.kernel_size,
+        ref.stride,
+        ref.padding,
+        ref.dilation,
+        ref.groups,
+        bias=True,
+        device=kernel.device,
+        dtype=kernel.dtype,
+    )
     fused.weight.copy_(kernel)
     fused.bias.copy_(bias)
     for suffix in _SUFFIXES:

@@ -25,14 +25,13 @@ class RepGhostModule(GhostModule):
 
     num_branches = 3  # the official GhostNetV3 setting
 
-    def _build(self, in_chs: int, init_chs: int, new_chs: int, kernel_size: int, dw_size: int,
-               stride: int, act_layer: ActLayer) -> None:
+    def _build(
+        self, in_chs: int, init_chs: int, new_chs: int, kernel_size: int, dw_size: int, stride: int, act_layer: ActLayer
+    ) -> None:
         self.deployed = False
-        add_rep_branches(self, "primary", in_chs, init_chs, kernel_size, stride,
-                         num_branches=self.num_branches)
+        add_rep_branches(self, "primary", in_chs, init_chs, kernel_size, stride, num_branches=self.num_branches)
         self.primary_activation = make_act(act_layer)
-        add_rep_branches(self, "cheap", init_chs, new_chs, dw_size, 1, groups=init_chs,
-                         num_branches=self.num_branches)
+        add_rep_branches(self, "cheap", init_chs, new_chs, dw_size, 1, groups=init_chs, num_branches=self.num_branches)
         self.cheap_activation = make_act(act_layer)
 
     def _primary(self, x: torch.Tensor) -> torch.Tensor:

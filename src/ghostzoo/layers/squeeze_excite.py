@@ -15,9 +15,14 @@ class SqueezeExcite(nn.Module):
     with, and is cheaper than a sigmoid on mobile hardware.
     """
 
-    def __init__(self, in_chs: int, se_ratio: float = 0.25, divisor: int = 4,
-                 act_layer: Callable[..., nn.Module] = nn.ReLU,
-                 gate_layer: Callable[..., nn.Module] = nn.Hardsigmoid) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        se_ratio: float = 0.25,
+        divisor: int = 4,
+        act_layer: Callable[..., nn.Module] = nn.ReLU,
+        gate_layer: Callable[..., nn.Module] = nn.Hardsigmoid,
+    ) -> None:
         super().__init__()
         reduced_chs = make_divisible(in_chs * se_ratio, divisor)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)

@@ -29,13 +29,15 @@ class VConv2d(nn.Module):
     then absorb a following BatchNorm (``fold_batchnorm``).
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, padding: int = 0, bias: bool = True
+    ) -> None:
         super().__init__()
         self.num_scales = math.ceil(kernel_size / 2)
         if out_chs % self.num_scales:
-            raise ValueError(f"VConv2d: out_chs ({out_chs}) must be a multiple of ceil(kernel_size / 2) "
-                             f"({self.num_scales})")
+            raise ValueError(
+                f"VConv2d: out_chs ({out_chs}) must be a multiple of ceil(kernel_size / 2) ({self.num_scales})"
+            )
         self.in_chs, self.out_chs = in_chs, out_chs
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.weight = nn.Parameter(torch.empty(out_chs // self.num_scales, in_chs, kernel_size, kernel_size))
@@ -62,9 +64,10 @@ class VConv2d(nn.Module):
         outs = []
         for s in range(self.num_scales):
             pad = self.padding - s
-            bias = self.bias[s * block:(s + 1) * block] if self.bias is not None else None
-            outs.append(F.conv2d(self._crop(x, pad), self.weight[:, :, s:k - s, s:k - s], bias, self.stride,
-                                 max(pad, 0)))
+            bias = self.bias[s * block : (s + 1) * block] if self.bias is not None else None
+            outs.append(
+                F.conv2d(self._crop(x, pad), self.weight[:, :, s : k - s, s : k - s], bias, self.stride, max(pad, 0))
+            )
         return torch.cat(outs, 1)
 
     @torch.no_grad()
@@ -75,10 +78,17 @@ class VConv2d(nn.Module):
         k, block = self.kernel_size, self.out_chs // self.num_scales
         blocks = nn.ModuleList()
         for s in range(self.num_scales):
-            conv = nn.Conv2d(self.in_chs, block, k - 2 * s, self.stride, max(self.padding - s, 0),
-                             device=self.weight.device, dtype=self.weight.dtype)
-            conv.weight.copy_(self.weight[:, :, s:k - s, s:k - s])
-            conv.bias.copy_(self.bias[s * block:(s + 1) * block] if self.bias is not None else 0)
+            conv = nn.Conv2d(
+                self.in_chs,
+                block,
+                k - 2 * s,
+                self.stride,
+                max(self.padding - s, 0),
+                device=self.weight.device,
+                dtype=self.weight.dtype,
+            )
+            conv.weight.copy_(self.weight[:, :, s : k - s, s : k - s])
+            conv.bias.copy_(self.bias[s * block : (s + 1) * block] if self.bias is not None else 0)
             blocks.append(conv)
         self.blocks = blocks
         del self.weight, self.bias
@@ -90,9 +100,12 @@ class VConv2d(nn.Module):
         self.reparameterize()
         for s, conv in enumerate(self.blocks):
             c = slice(s * conv.out_channels, (s + 1) * conv.out_channels)
-            conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean[c],
-                                                          bn.running_var[c], bn.eps, bn.weight[c], bn.bias[c])
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean[c], bn.running_var[c], bn.eps, bn.weight[c], bn.bias[c]
+            )
 
     def extra_repr(self) -> str:
-        return (f"{self.in_chs}, {self.out_chs}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}" + ("" if self.deployed else f", bias={self.bias is not None}"))
+        return (
+            f"{self.in_chs}, {self.out_chs}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}" + ("" if self.deployed else f", bias={self.bias is not None}")
+        )

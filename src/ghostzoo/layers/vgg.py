@@ -14,8 +14,13 @@ import torch.nn as nn
 VggCfg = Sequence[Union[int, str]]
 
 
-def vgg_features(cfg: VggCfg, in_chans: int, conv_layer: Callable[[int, int, int], nn.Module],
-                 batch_norm: bool = True, prefix: str = "features") -> Tuple[nn.Sequential, List[Dict]]:
+def vgg_features(
+    cfg: VggCfg,
+    in_chans: int,
+    conv_layer: Callable[[int, int, int], nn.Module],
+    batch_norm: bool = True,
+    prefix: str = "features",
+) -> Tuple[nn.Sequential, List[Dict]]:
     """The ``features`` stack for ``cfg`` (ints: conv widths, ``"M"``: 2x2 max pool) and its taps.
 
     ``conv_layer(in_chs, out_chs, index)`` builds the ``index``-th convolution. Taps: the ReLU

@@ -40,8 +40,10 @@ def resolve_out_indices(num_features: int, out_indices: Optional[Sequence[int]])
     for i in out_indices:
         j = i + num_features if i < 0 else i
         if not 0 <= j < num_features:
-            raise GhostzooError(f"out_indices {tuple(out_indices)} out of range: this model has "
-                                f"{num_features} feature levels (0..{num_features - 1})")
+            raise GhostzooError(
+                f"out_indices {tuple(out_indices)} out of range: this model has "
+                f"{num_features} feature levels (0..{num_features - 1})"
+            )
         resolved.append(j)
     if sorted(set(resolved)) != resolved:
         raise GhostzooError(f"out_indices must be increasing and unique, got {tuple(out_indices)}")
@@ -70,11 +72,11 @@ class FeatureListNet(nn.Module):
         if missing:
             raise GhostzooError(f"{type(model).__name__} has no module {missing[0]!r} to tap")
         last = max(names.index(t) for t in taps)
-        for name in names[last + 1:]:
+        for name in names[last + 1 :]:
             if isinstance(_chain_step(model, name), nn.Module):
                 model.set_submodule(name, nn.Identity())
         self.model = model
-        self._steps = [(name, name in taps) for name in names[:last + 1]]
+        self._steps = [(name, name in taps) for name in names[: last + 1]]
         self.feature_info = [dict(info[i]) for i in self.out_indices]
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:

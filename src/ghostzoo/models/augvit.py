@@ -27,16 +27,19 @@ from timm.layers import Attention, DropPath, Mlp, PatchEmbed, calculate_drop_pat
 from timm.models.vision_transformer import init_weights_vit_timm
 
 from ..layers import BlockCirculantLinear, resize_pos_embed, square_grid, tokens_to_map
-from ..layers.patches import Grid
 from ..layers.classifier import linear_head
+from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["AugViT", "AugViTBlock", "checkpoint_filter"]
 
 # official ``mode`` -> (projection of each augmented shortcut, shortcuts per branch)
 SHORTCUTS: Dict[str, Tuple[str, int]] = {
-    "base": ("", 0), "linear": ("linear", 1), "circulant": ("circulant", 1),
-    "linear2": ("linear", 2), "circulant2": ("circulant", 2),
+    "base": ("", 0),
+    "linear": ("linear", 1),
+    "circulant": ("circulant", 1),
+    "linear2": ("linear", 2),
+    "circulant2": ("circulant", 2),
 }
 
 
@@ -47,8 +50,16 @@ class AugViTBlock(nn.Module):
     of the four-way sum). Shortcut keys: ``augs_attn``/``augs`` (and ``augs_attn2``/``augs2``).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path: float = 0.0, mode: str = "base", num_cir: int = 4) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        mode: str = "base",
+        num_cir: int = 4,
+    ) -> None:
         super().__init__()
         kind, count = SHORTCUTS[mode]
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -70,8 +81,7 @@ class AugViTBlock(nn.Module):
             self.add_module(name, shortcut())
         self.scale = 0.75 if count == 2 else 1.0
 
-    def _residual(self, x: torch.Tensor, norm: nn.Module, branch: nn.Module,
-                  shortcuts: List[str]) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor, norm: nn.Module, branch: nn.Module, shortcuts: List[str]) -> torch.Tensor:
         h = norm(x)
         out = x + self.drop_path(branch(h))
         for name in shortcuts:
@@ -86,25 +96,37 @@ class AugViTBlock(nn.Module):
 class AugViT(nn.Module):
     """ViT (class token, learned position embedding) built from :class:`AugViTBlock`."""
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
-                 num_classes: int = 1000, embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, mode: str = "base", num_cir: int = 4,
-                 drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        mode: str = "base",
+        num_cir: int = 4,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         self.num_features = self.head_hidden_size = embed_dim
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, output_fmt="NCHW",
-                                      strict_img_size=False)
+        self.patch_embed = PatchEmbed(
+            img_size, patch_size, in_chans, embed_dim, output_fmt="NCHW", strict_img_size=False
+        )
         self.grid_size: Grid = self.patch_embed.grid_size  # of pos_embed
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
         dpr = calculate_drop_path_rates(drop_path_rate, depth)
-        self.blocks = nn.ModuleList([
-            AugViTBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i], mode, num_cir)
-            for i in range(depth)])
-        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}")
-                             for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            [AugViTBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i], mode, num_cir) for i in range(depth)]
+        )
+        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head = linear_head(embed_dim, num_classes)
 
@@ -143,7 +165,7 @@ class AugViT(nn.Module):
         """Patch tokens after the blocks in ``indices`` as ``[B, C, H/16, W/16]`` maps (no final norm)."""
         x, grid = self._embed(x)
         maps = []
-        for i, blk in enumerate(self.blocks[:max(indices) + 1]):
+        for i, blk in enumerate(self.blocks[: max(indices) + 1]):
             x = blk(x)
             if i in indices:
                 maps.append(tokens_to_map(x[:, 1:], grid))
@@ -151,7 +173,7 @@ class AugViT(nn.Module):
 
     def prune_feature_maps(self, last: int) -> None:
         """Drop the blocks after ``last``, the final norm and the head (``features_only``)."""
-        self.blocks = self.blocks[:last + 1]
+        self.blocks = self.blocks[: last + 1]
         self.norm, self.head = nn.Identity(), nn.Identity()
 
 
@@ -159,8 +181,9 @@ def checkpoint_filter(state_dict: Dict[str, torch.Tensor], model: AugViT) -> Dic
     """Resample a position embedding trained on another (square) grid to ``model``'s grid."""
     pos = state_dict.get("pos_embed")
     if pos is not None and pos.shape != model.pos_embed.shape:
-        state_dict["pos_embed"] = resize_pos_embed(pos, square_grid(pos.shape[1] - 1), model.grid_size,
-                                                   num_prefix_tokens=1)
+        state_dict["pos_embed"] = resize_pos_embed(
+            pos, square_grid(pos.shape[1] - 1), model.grid_size, num_prefix_tokens=1
+        )
     return state_dict
 
 
@@ -168,13 +191,23 @@ _PAPER = "https://arxiv.org/abs/2106.15941"
 _TABLE = "AugViT paper (NeurIPS 2021), Table 2; params: the official code"
 
 
-def _cfg(params: int, macs: int | None = None, top1: float | None = None, source: str = "official code",
-         notes: str = "") -> PretrainedCfg:
+def _cfg(
+    params: int, macs: int | None = None, top1: float | None = None, source: str = "official code", notes: str = ""
+) -> PretrainedCfg:
     """No weights were released; the evaluation setting is the official default_cfg."""
     return PretrainedCfg(
-        tag="untrained", input_size=(3, 224, 224), crop_pct=0.9, interpolation="bicubic",
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), first_conv="patch_embed.proj", classifier="head",
-        paper=_PAPER, published=Published(params=params, macs=macs, top1=top1, source=source), notes=notes)
+        tag="untrained",
+        input_size=(3, 224, 224),
+        crop_pct=0.9,
+        interpolation="bicubic",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        first_conv="patch_embed.proj",
+        classifier="head",
+        paper=_PAPER,
+        published=Published(params=params, macs=macs, top1=top1, source=source),
+        notes=notes,
+    )
 
 
 def _small(mode: str, **kwargs: Any) -> AugViT:
@@ -197,9 +230,14 @@ def augvit_small_linear(**kwargs: Any) -> AugViT:
     return _small("linear", **kwargs)
 
 
-@_register(22_142_824, macs=4_700_000_000, top1=80.9, source=_TABLE + " (Aug-ViT-S)",
-           notes="The paper counts the block-circulant projections at their FFT cost; this "
-                 "implementation (like the official one) multiplies by the dense weight, ~6.0 GMACs.")
+@_register(
+    22_142_824,
+    macs=4_700_000_000,
+    top1=80.9,
+    source=_TABLE + " (Aug-ViT-S)",
+    notes="The paper counts the block-circulant projections at their FFT cost; this "
+    "implementation (like the official one) multiplies by the dense weight, ~6.0 GMACs.",
+)
 def augvit_small_circulant2(**kwargs: Any) -> AugViT:
     """Aug-ViT-S: two block-circulant augmented shortcuts (with GELU) per branch."""
     return _small("circulant2", **kwargs)
@@ -211,9 +249,14 @@ def augvit_small_linear2(**kwargs: Any) -> AugViT:
     return _small("linear2", **kwargs)
 
 
-@_register(86_751_976, macs=17_700_000_000, top1=82.4, source=_TABLE + " (Aug-ViT-B)",
-           notes="The paper counts the block-circulant projections at their FFT cost; this "
-                 "implementation (like the official one) multiplies by the dense weight.")
+@_register(
+    86_751_976,
+    macs=17_700_000_000,
+    top1=82.4,
+    source=_TABLE + " (Aug-ViT-B)",
+    notes="The paper counts the block-circulant projections at their FFT cost; this "
+    "implementation (like the official one) multiplies by the dense weight.",
+)
 def augvit_base_circulant2(**kwargs: Any) -> AugViT:
     """Aug-ViT-B: ViT-B with two block-circulant augmented shortcuts (with GELU) per branch."""
     return AugViT(patch_size=16, embed_dim=768, depth=12, num_heads=12, mode="circulant2", **kwargs)

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers.init import init_resnet_style
 from ..layers.classifier import linear_head
+from ..layers.init import init_resnet_style
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GGhostRegNet", "GGhostStage", "RegNetBottleneck"]
@@ -38,14 +38,14 @@ class RegNetBottleneck(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_chs, out_chs, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_chs)
-        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, stride, 1, groups=out_chs // min(out_chs, group_width),
-                               bias=False)
+        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, stride, 1, groups=out_chs // min(out_chs, group_width), bias=False)
         self.bn2 = nn.BatchNorm2d(out_chs)
         self.conv3 = nn.Conv2d(out_chs, out_chs, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_chs)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: Optional[nn.Module] = (
-            _conv_bn(in_chs, out_chs, stride) if stride != 1 or in_chs != out_chs else None)
+            _conv_bn(in_chs, out_chs, stride) if stride != 1 or in_chs != out_chs else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -61,8 +61,9 @@ class GGhostStage(nn.Module):
     of that group width close to ``(1 - cheap_ratio) * out_chs``, as in the official code.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, depth: int, stride: int, group_width: int,
-                 cheap_ratio: float = 0.5) -> None:
+    def __init__(
+        self, in_chs: int, out_chs: int, depth: int, stride: int, group_width: int, cheap_ratio: float = 0.5
+    ) -> None:
         super().__init__()
         self.base = RegNetBottleneck(in_chs, out_chs, stride, group_width)
         self.end = RegNetBottleneck(out_chs, out_chs, group_width=group_width)
@@ -79,18 +80,19 @@ class GGhostStage(nn.Module):
         )
         self.cheap = _conv_bn(cheap_chs, cheap_chs)
         self.cheap_relu = nn.ReLU(inplace=True)
-        self.layers = nn.Sequential(*[RegNetBottleneck(self.raw_chs, self.raw_chs, group_width=raw_group_width)
-                                      for _ in range(depth - 2)])
+        self.layers = nn.Sequential(
+            *[RegNetBottleneck(self.raw_chs, self.raw_chs, group_width=raw_group_width) for _ in range(depth - 2)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.base(x)
-        raw = x0[:, :self.raw_chs]
+        raw = x0[:, : self.raw_chs]
         pooled_from: List[torch.Tensor] = [x0]
         for layer in self.layers:
             raw = layer(raw)
             pooled_from.append(raw)
         mix = self.merge(torch.cat(pooled_from, dim=1))
-        cheap = self.cheap_relu(self.cheap(x0[:, self.raw_chs:]) + mix)
+        cheap = self.cheap_relu(self.cheap(x0[:, self.raw_chs :]) + mix)
         return self.end(torch.cat([raw, cheap], dim=1))
 
 
@@ -100,8 +102,15 @@ class GGhostRegNet(nn.Module):
     ``feature_info`` taps the stem activation (stride 2) and the end of every stage (4 to 32).
     """
 
-    def __init__(self, depths: Sequence[int], widths: Sequence[int], group_width: int,
-                 num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2) -> None:
+    def __init__(
+        self,
+        depths: Sequence[int],
+        widths: Sequence[int],
+        group_width: int,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -118,9 +127,10 @@ class GGhostRegNet(nn.Module):
                 stage: nn.Module = GGhostStage(in_chs, width, depth, 2, group_width)
                 tap = f"layer{i}"
             else:
-                stage = nn.Sequential(RegNetBottleneck(in_chs, width, 2, group_width),
-                                      *[RegNetBottleneck(width, width, group_width=group_width)
-                                        for _ in range(depth - 1)])
+                stage = nn.Sequential(
+                    RegNetBottleneck(in_chs, width, 2, group_width),
+                    *[RegNetBottleneck(width, width, group_width=group_width) for _ in range(depth - 1)],
+                )
                 tap = f"layer{i}.{depth - 1}"  # features_only runs Sequential stages block by block
             self.add_module(f"layer{i}", stage)
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=tap))
@@ -160,9 +170,14 @@ _CODE = "official g_ghost_regnet.py (parameter count); no ImageNet result publis
 def _cfg(params: int, file: str = "", macs: Optional[int] = None, top1: Optional[float] = None) -> PretrainedCfg:
     # the official training/evaluation follows the PyTorch ImageNet example: Resize(256), CenterCrop(224)
     return PretrainedCfg(
-        tag="in1k" if file else "untrained", url=f"{_RELEASE}/{file}" if file else "",
-        first_conv="conv1", classifier="fc", interpolation="bilinear", crop_pct=0.875,
-        license="apache-2.0", paper=_PAPER,
+        tag="in1k" if file else "untrained",
+        url=f"{_RELEASE}/{file}" if file else "",
+        first_conv="conv1",
+        classifier="fc",
+        interpolation="bilinear",
+        crop_pct=0.875,
+        license="apache-2.0",
+        paper=_PAPER,
         published=Published(params=params, macs=macs, top1=top1, source=_README if file else _CODE),
         notes=f"Official release {file}." if file else "No official weights were released for this size.",
     )

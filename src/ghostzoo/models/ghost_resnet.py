@@ -28,8 +28,8 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..layers.init import init_resnet_style
 from ..layers.classifier import linear_head
+from ..layers.init import init_resnet_style
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["GhostResNet", "GhostConv", "GhostResNetBottleneck"]
@@ -44,8 +44,16 @@ class GhostConv(nn.Module):
     only for checkpoint compatibility (see the module docstring).
     """
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 padding: int = 0, ratio: int = 4, dw_size: int = 3) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        padding: int = 0,
+        ratio: int = 4,
+        dw_size: int = 3,
+    ) -> None:
         super().__init__()
         init_chs = math.ceil(out_chs / ratio)
         new_chs = init_chs * (ratio - 1)
@@ -63,7 +71,7 @@ class GhostConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.conv1(x)
         x2 = self.conv2(x1)
-        return torch.cat([x1, x2[:, :self.ghost_chs]], dim=1)
+        return torch.cat([x1, x2[:, : self.ghost_chs]], dim=1)
 
 
 class GhostResNetBottleneck(nn.Module):
@@ -71,8 +79,15 @@ class GhostResNetBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_chs: int, planes: int, stride: int = 1,
-                 downsample: Optional[nn.Module] = None, ratio: int = 4, dw_size: int = 3) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        ratio: int = 4,
+        dw_size: int = 3,
+    ) -> None:
         super().__init__()
         self.conv1 = GhostConv(in_chs, planes, 1, ratio=ratio, dw_size=dw_size)
         self.conv2 = GhostConv(planes, planes, 3, stride, 1, ratio=ratio, dw_size=dw_size)
@@ -94,8 +109,15 @@ class GhostResNet(nn.Module):
     (strides 4 to 32).
     """
 
-    def __init__(self, layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = 1000,
-                 in_chans: int = 3, drop_rate: float = 0.0, ratio: int = 4, dw_size: int = 3) -> None:
+    def __init__(
+        self,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        ratio: int = 4,
+        dw_size: int = 3,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -114,8 +136,7 @@ class GhostResNet(nn.Module):
             if stride != 1 or in_chs != out_chs:
                 downsample = nn.Sequential(GhostConv(in_chs, out_chs, 1, stride, ratio=ratio, dw_size=dw_size))
             blocks = [GhostResNetBottleneck(in_chs, planes, stride, downsample, ratio, dw_size)]
-            blocks += [GhostResNetBottleneck(out_chs, planes, ratio=ratio, dw_size=dw_size)
-                       for _ in range(1, depth)]
+            blocks += [GhostResNetBottleneck(out_chs, planes, ratio=ratio, dw_size=dw_size) for _ in range(1, depth)]
             self.add_module(f"layer{i}", nn.Sequential(*blocks))
             self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f"layer{i}.{depth - 1}"))
             in_chs = out_chs
@@ -144,23 +165,38 @@ class GhostResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-_DIFFERENCES = ("Official ghost_resnet.py model, which differs from the paper: no BatchNorm in the "
-                "Ghost convolutions (biased convs instead), and unused weight1/weight2/bn1/bn2 "
-                "parameters in each, kept so official checkpoints load; 14,218,472 parameters, "
-                "8,125,256 of which compute. Global pooling over any input size. No weights "
-                "were released; published numbers are the paper's (s=4, d=3).")
+_DIFFERENCES = (
+    "Official ghost_resnet.py model, which differs from the paper: no BatchNorm in the "
+    "Ghost convolutions (biased convs instead), and unused weight1/weight2/bn1/bn2 "
+    "parameters in each, kept so official checkpoints load; 14,218,472 parameters, "
+    "8,125,256 of which compute. Global pooling over any input size. No weights "
+    "were released; published numbers are the paper's (s=4, d=3)."
+)
 
 
-@register_model("ghost_resnet", [
-    PretrainedCfg(
-        tag="untrained", first_conv="conv1", classifier="fc", interpolation="bilinear",
-        crop_pct=0.875, license="apache-2.0", paper="https://arxiv.org/abs/1911.11907",
-        published=Published(params=14_218_472, macs=1_200_000_000, top1=74.1, top5=91.9,
-                            source="GhostNet paper (CVPR 2020), Table 5, Ghost-ResNet-50 (s=4); "
-                                   "params: the official code's count (paper: 6.5M)"),
-        notes=_DIFFERENCES,
-    ),
-])
+@register_model(
+    "ghost_resnet",
+    [
+        PretrainedCfg(
+            tag="untrained",
+            first_conv="conv1",
+            classifier="fc",
+            interpolation="bilinear",
+            crop_pct=0.875,
+            license="apache-2.0",
+            paper="https://arxiv.org/abs/1911.11907",
+            published=Published(
+                params=14_218_472,
+                macs=1_200_000_000,
+                top1=74.1,
+                top5=91.9,
+                source="GhostNet paper (CVPR 2020), Table 5, Ghost-ResNet-50 (s=4); "
+                "params: the official code's count (paper: 6.5M)",
+            ),
+            notes=_DIFFERENCES,
+        ),
+    ],
+)
 def ghost_resnet50(**kwargs: Any) -> GhostResNet:
     """Ghost-ResNet-50 (s=4, d=3) as in the official ghost_resnet.py.
 

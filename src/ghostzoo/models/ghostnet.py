@@ -31,8 +31,7 @@ GHOSTNET_CFG: List[List[BlockCfg]] = [
     [(5, 72, 40, 0.25, 2)],
     [(5, 120, 40, 0.25, 1)],
     [(3, 240, 80, 0, 2)],
-    [(3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1), (3, 480, 112, 0.25, 1),
-     (3, 672, 112, 0.25, 1)],
+    [(3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1), (3, 480, 112, 0.25, 1), (3, 672, 112, 0.25, 1)],
     [(5, 672, 160, 0.25, 2)],
     [(5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1), (5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1)],
 ]
@@ -53,8 +52,16 @@ class GhostBottleneck(nn.Module):
 
     ghost_layer: Callable[..., nn.Module] = GhostModule
 
-    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, dw_kernel_size: int = 3,
-                 stride: int = 1, se_ratio: float = 0.0, attn: bool = False) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        mid_chs: int,
+        out_chs: int,
+        dw_kernel_size: int = 3,
+        stride: int = 1,
+        se_ratio: float = 0.0,
+        attn: bool = False,
+    ) -> None:
         super().__init__()
         self.stride = stride
         self.ghost1 = self.ghost_layer(in_chs, mid_chs, act_layer=nn.ReLU, attn=attn)
@@ -96,10 +103,17 @@ class GhostNet(nn.Module):
     first block with DFC attention, 2 for GhostNetV2/V3, None for GhostNet v1.
     """
 
-    def __init__(self, cfgs: Sequence[Sequence[BlockCfg]] = GHOSTNET_CFG, num_classes: int = 1000,
-                 width: float = 1.0, in_chans: int = 3, drop_rate: float = 0.2,
-                 block: Callable[..., nn.Module] = GhostBottleneck, head_chs: int = 1280,
-                 attn_from: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        cfgs: Sequence[Sequence[BlockCfg]] = GHOSTNET_CFG,
+        num_classes: int = 1000,
+        width: float = 1.0,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        block: Callable[..., nn.Module] = GhostBottleneck,
+        head_chs: int = 1280,
+        attn_from: Optional[int] = None,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -116,8 +130,9 @@ class GhostNet(nn.Module):
             for k, exp_size, c, se_ratio, s in stage_cfg:
                 out_chs = make_divisible(c * width, 4)
                 attn = attn_from is not None and layer_idx >= attn_from
-                layers.append(block(prev_chs, make_divisible(exp_size * width, 4), out_chs, k, s,
-                                    se_ratio=se_ratio, attn=attn))
+                layers.append(
+                    block(prev_chs, make_divisible(exp_size * width, 4), out_chs, k, s, se_ratio=se_ratio, attn=attn)
+                )
                 prev_chs, reduction = out_chs, reduction * s
                 layer_idx += 1
             stages.append(nn.Sequential(*layers))
@@ -173,55 +188,88 @@ _PAPER_TABLE = "GhostNet paper (CVPR 2020), Table 7"
 
 
 def _cfg(tag: str = "untrained", **kwargs: Any) -> PretrainedCfg:
-    defaults = dict(first_conv="conv_stem", classifier="classifier", interpolation="bilinear", crop_pct=0.875,
-                    license="apache-2.0", paper=_PAPER)
+    defaults = dict(
+        first_conv="conv_stem",
+        classifier="classifier",
+        interpolation="bilinear",
+        crop_pct=0.875,
+        license="apache-2.0",
+        paper=_PAPER,
+    )
     return PretrainedCfg(tag=tag, **{**defaults, **kwargs})
 
 
-@register_model("ghostnet", [
-    _cfg(published=Published(params=2_587_292, macs=42_000_000, top1=66.2, top5=86.6, source=_PAPER_TABLE)),
-])
+@register_model(
+    "ghostnet",
+    [
+        _cfg(published=Published(params=2_587_292, macs=42_000_000, top1=66.2, top5=86.6, source=_PAPER_TABLE)),
+    ],
+)
 def ghostnet_050(**kwargs: Any) -> GhostNet:
     """GhostNet 0.5x. No official weights were released for this width."""
     return _create(0.5, **kwargs)
 
 
-@register_model("ghostnet", [
-    _cfg(
-        "in1k",
-        url="https://github.com/huawei-noah/Efficient-AI-Backbones/raw/master/ghostnet_pytorch/models/state_dict_73.98.pth",
-        hf_hub_id="timm/ghostnet_100.in1k",
-        published=Published(params=5_182_508, macs=141_000_000, top1=73.98, top5=91.46,
-                            source="official ghostnet_pytorch/readme.md (state_dict_73.98.pth); "
-                                   "paper Table 7: 73.9 / 91.4 at 141M FLOPs"),
-        notes="Official release, evaluated by the authors with Resize(256, bilinear) + CenterCrop(224).",
-    ),
-    _cfg(
-        "imagenette",
-        file="weights/ghostnet_100_imagenette.safetensors",
-        num_classes=10,
-        input_size=(3, 128, 128),
-        label_names="",
-        class_names=("tench", "English springer", "cassette player", "chain saw", "church", "French horn",
-                     "garbage truck", "gas pump", "golf ball", "parachute"),
-        license="apache-2.0 (weights trained by ghostzoo on Imagenette, Apache-2.0)",
-        published=Published(params=IMAGENETTE_PARAMS, top1=IMAGENETTE_TOP1, top5=IMAGENETTE_TOP5,
-                            source="measured by `ghostzoo validate` on Imagenette-160 val (3,925 images) at "
-                                   "128px"),
-        notes="Shipped inside the package so a fresh install can predict offline (`ghostzoo demo`). Trained "
-              "from scratch on the 9,469 Imagenette-160 train images: `ghostzoo train ghostnet_100 --data "
-              "imagenette-160 --recipe ghostnet --epochs 5 --img-size 128 --batch-size 64 --lr 0.1 "
-              "--warmup-epochs 1 --workers 2 --seed 0` (docs/training.md).",
-    ),
-])
+@register_model(
+    "ghostnet",
+    [
+        _cfg(
+            "in1k",
+            url="https://github.com/huawei-noah/Efficient-AI-Backbones/raw/master/ghostnet_pytorch/models/state_dict_73.98.pth",
+            hf_hub_id="timm/ghostnet_100.in1k",
+            published=Published(
+                params=5_182_508,
+                macs=141_000_000,
+                top1=73.98,
+                top5=91.46,
+                source="official ghostnet_pytorch/readme.md (state_dict_73.98.pth); "
+                "paper Table 7: 73.9 / 91.4 at 141M FLOPs",
+            ),
+            notes="Official release, evaluated by the authors with Resize(256, bilinear) + CenterCrop(224).",
+        ),
+        _cfg(
+            "imagenette",
+            file="weights/ghostnet_100_imagenette.safetensors",
+            num_classes=10,
+            input_size=(3, 128, 128),
+            label_names="",
+            class_names=(
+                "tench",
+                "English springer",
+                "cassette player",
+                "chain saw",
+                "church",
+                "French horn",
+                "garbage truck",
+                "gas pump",
+                "golf ball",
+                "parachute",
+            ),
+            license="apache-2.0 (weights trained by ghostzoo on Imagenette, Apache-2.0)",
+            published=Published(
+                params=IMAGENETTE_PARAMS,
+                top1=IMAGENETTE_TOP1,
+                top5=IMAGENETTE_TOP5,
+                source="measured by `ghostzoo validate` on Imagenette-160 val (3,925 images) at 128px",
+            ),
+            notes="Shipped inside the package so a fresh install can predict offline (`ghostzoo demo`). Trained "
+            "from scratch on the 9,469 Imagenette-160 train images: `ghostzoo train ghostnet_100 --data "
+            "imagenette-160 --recipe ghostnet --epochs 5 --img-size 128 --batch-size 64 --lr 0.1 "
+            "--warmup-epochs 1 --workers 2 --seed 0` (docs/training.md).",
+        ),
+    ],
+)
 def ghostnet_100(**kwargs: Any) -> GhostNet:
     """GhostNet 1.0x, the model of the paper's main results."""
     return _create(1.0, **kwargs)
 
 
-@register_model("ghostnet", [
-    _cfg(published=Published(params=7_358_820, macs=226_000_000, top1=75.7, top5=92.7, source=_PAPER_TABLE)),
-])
+@register_model(
+    "ghostnet",
+    [
+        _cfg(published=Published(params=7_358_820, macs=226_000_000, top1=75.7, top5=92.7, source=_PAPER_TABLE)),
+    ],
+)
 def ghostnet_130(**kwargs: Any) -> GhostNet:
     """GhostNet 1.3x. No official weights were released for this width."""
     return _create(1.3, **kwargs)

@@ -32,36 +32,61 @@ def _create(width: float, **kwargs: Any) -> GhostNet:
 def _cfg(file: str, hub: str, published: Published) -> PretrainedCfg:
     # the official train.py evaluates with timm's defaults: bicubic, crop 0.875, ImageNet mean/std
     return PretrainedCfg(
-        tag="in1k", url=f"{_RELEASE}/{file}", hf_hub_id=hub, first_conv="conv_stem",
-        classifier="classifier", interpolation="bicubic", crop_pct=0.875, license="apache-2.0",
-        paper=_PAPER, published=published,
+        tag="in1k",
+        url=f"{_RELEASE}/{file}",
+        hf_hub_id=hub,
+        first_conv="conv_stem",
+        classifier="classifier",
+        interpolation="bicubic",
+        crop_pct=0.875,
+        license="apache-2.0",
+        paper=_PAPER,
+        published=published,
         notes=f"Official release {file} (weights under 'state_dict'); timm's hub copy was converted "
-              f"from it and uses the same keys.",
+        f"from it and uses the same keys.",
     )
 
 
-@register_model("ghostnetv2", [
-    _cfg("ck_ghostnetv2_10.pth.tar", "timm/ghostnetv2_100.in1k",
-         Published(params=6_156_908, macs=167_000_000, top1=75.3, source=_PAPER_TABLE)),
-])
+@register_model(
+    "ghostnetv2",
+    [
+        _cfg(
+            "ck_ghostnetv2_10.pth.tar",
+            "timm/ghostnetv2_100.in1k",
+            Published(params=6_156_908, macs=167_000_000, top1=75.3, source=_PAPER_TABLE),
+        ),
+    ],
+)
 def ghostnetv2_100(**kwargs: Any) -> GhostNet:
     """GhostNetV2 1.0x: GhostNet with DFC attention, 75.3% top-1 at 167M MACs."""
     return _create(1.0, **kwargs)
 
 
-@register_model("ghostnetv2", [
-    _cfg("ck_ghostnetv2_13.pth.tar", "timm/ghostnetv2_130.in1k",
-         Published(params=8_960_404, macs=269_000_000, top1=76.9, source=_PAPER_TABLE)),
-])
+@register_model(
+    "ghostnetv2",
+    [
+        _cfg(
+            "ck_ghostnetv2_13.pth.tar",
+            "timm/ghostnetv2_130.in1k",
+            Published(params=8_960_404, macs=269_000_000, top1=76.9, source=_PAPER_TABLE),
+        ),
+    ],
+)
 def ghostnetv2_130(**kwargs: Any) -> GhostNet:
     """GhostNetV2 1.3x."""
     return _create(1.3, **kwargs)
 
 
-@register_model("ghostnetv2", [
-    _cfg("ck_ghostnetv2_16.pth.tar", "timm/ghostnetv2_160.in1k",
-         Published(params=12_392_698, macs=399_000_000, top1=77.8, source=_PAPER_TABLE)),
-])
+@register_model(
+    "ghostnetv2",
+    [
+        _cfg(
+            "ck_ghostnetv2_16.pth.tar",
+            "timm/ghostnetv2_160.in1k",
+            Published(params=12_392_698, macs=399_000_000, top1=77.8, source=_PAPER_TABLE),
+        ),
+    ],
+)
 def ghostnetv2_160(**kwargs: Any) -> GhostNet:
     """GhostNetV2 1.6x."""
     return _create(1.6, **kwargs)

@@ -41,8 +41,9 @@ class RepGhostBottleneck(GhostBottleneck):
 
     def _init_dw(self, chs: int, kernel_size: int, stride: int) -> None:
         self.dw_deployed = False
-        add_rep_branches(self, "dw", chs, chs, kernel_size, stride, groups=chs,
-                         num_branches=RepGhostModule.num_branches)
+        add_rep_branches(
+            self, "dw", chs, chs, kernel_size, stride, groups=chs, num_branches=RepGhostModule.num_branches
+        )
 
     def _dw(self, x: torch.Tensor) -> torch.Tensor:
         if self.dw_deployed:
@@ -89,56 +90,89 @@ def _create(width: float, **kwargs: Any) -> GhostNetV3:
 
 _PAPER = "https://arxiv.org/abs/2404.11202"
 _PAPER_TABLE = "GhostNetV3 paper (2024), comparison with compact models on ImageNet"
-_FORMS = ("published params: the released training form that create_model builds; "
-          "reparameterize() gives the deploy form, for which the paper reports params and MACs.")
+_FORMS = (
+    "published params: the released training form that create_model builds; "
+    "reparameterize() gives the deploy form, for which the paper reports params and MACs."
+)
 
 
 def _cfg(tag: str = "untrained", **kwargs: Any) -> PretrainedCfg:
     # the official train.py evaluates with timm's defaults: bicubic, crop 0.875, ImageNet mean/std
-    return PretrainedCfg(tag=tag, first_conv="conv_stem", classifier="classifier",
-                         interpolation="bicubic", crop_pct=0.875, license="apache-2.0",
-                         paper=_PAPER, use_ema=True, **kwargs)
+    return PretrainedCfg(
+        tag=tag,
+        first_conv="conv_stem",
+        classifier="classifier",
+        interpolation="bicubic",
+        crop_pct=0.875,
+        license="apache-2.0",
+        paper=_PAPER,
+        use_ema=True,
+        **kwargs,
+    )
 
 
-@register_model("ghostnetv3", [
-    _cfg(published=Published(params=3_395_384, source="official ghostnetv3.py (training form); "
-                                                      "no ImageNet result released with code"),
-         notes=_FORMS),
-], checkpoint_filter=checkpoint_filter)
+@register_model(
+    "ghostnetv3",
+    [
+        _cfg(
+            published=Published(
+                params=3_395_384, source="official ghostnetv3.py (training form); no ImageNet result released with code"
+            ),
+            notes=_FORMS,
+        ),
+    ],
+    checkpoint_filter=checkpoint_filter,
+)
 def ghostnetv3_050(**kwargs: Any) -> GhostNetV3:
     """GhostNetV3 0.5x (training form). No official weights were released for this width."""
     return _create(0.5, **kwargs)
 
 
-@register_model("ghostnetv3", [
-    _cfg(
-        "in1k",
-        url="https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/GhostNetV3/ghostnetv3-1.0.pth.tar",
-        hf_hub_id="timm/ghostnetv3_100.in1k",
-        published=Published(params=8_129_028, macs=167_000_000, top1=77.1, source=_PAPER_TABLE),
-        notes="The release file holds 'state_dict' and 'state_dict_ema'; the EMA weights are the "
-              "paper's model and the default (use_ema=False, or --no-use-ema, takes the others). "
-              "timm's hub copy is a bare state_dict with timm's key names, remapped on load. " + _FORMS,
-    ),
-], checkpoint_filter=checkpoint_filter)
+@register_model(
+    "ghostnetv3",
+    [
+        _cfg(
+            "in1k",
+            url="https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/GhostNetV3/ghostnetv3-1.0.pth.tar",
+            hf_hub_id="timm/ghostnetv3_100.in1k",
+            published=Published(params=8_129_028, macs=167_000_000, top1=77.1, source=_PAPER_TABLE),
+            notes="The release file holds 'state_dict' and 'state_dict_ema'; the EMA weights are the "
+            "paper's model and the default (use_ema=False, or --no-use-ema, takes the others). "
+            "timm's hub copy is a bare state_dict with timm's key names, remapped on load. " + _FORMS,
+        ),
+    ],
+    checkpoint_filter=checkpoint_filter,
+)
 def ghostnetv3_100(**kwargs: Any) -> GhostNetV3:
     """GhostNetV3 1.0x (training form; ``reparameterize()`` for deployment): 77.1% top-1."""
     return _create(1.0, **kwargs)
 
 
-@register_model("ghostnetv3", [
-    _cfg(published=Published(params=12_217_720, macs=269_000_000, top1=79.1, source=_PAPER_TABLE),
-         notes="No official weights were released for this width. " + _FORMS),
-], checkpoint_filter=checkpoint_filter)
+@register_model(
+    "ghostnetv3",
+    [
+        _cfg(
+            published=Published(params=12_217_720, macs=269_000_000, top1=79.1, source=_PAPER_TABLE),
+            notes="No official weights were released for this width. " + _FORMS,
+        ),
+    ],
+    checkpoint_filter=checkpoint_filter,
+)
 def ghostnetv3_130(**kwargs: Any) -> GhostNetV3:
     """GhostNetV3 1.3x (training form). No official weights were released for this width."""
     return _create(1.3, **kwargs)
 
 
-@register_model("ghostnetv3", [
-    _cfg(published=Published(params=17_275_700, macs=400_000_000, top1=80.4, source=_PAPER_TABLE),
-         notes="No official weights were released for this width. " + _FORMS),
-], checkpoint_filter=checkpoint_filter)
+@register_model(
+    "ghostnetv3",
+    [
+        _cfg(
+            published=Published(params=17_275_700, macs=400_000_000, top1=80.4, source=_PAPER_TABLE),
+            notes="No official weights were released for this width. " + _FORMS,
+        ),
+    ],
+    checkpoint_filter=checkpoint_filter,
+)
 def ghostnetv3_160(**kwargs: Any) -> GhostNetV3:
     """GhostNetV3 1.6x (training form). No official weights were released for this width."""
     return _create(1.6, **kwargs)

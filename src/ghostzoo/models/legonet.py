@@ -24,8 +24,28 @@ from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["LegoVGG"]
 
-LEGO_VGG16_CFG: List[Union[int, str]] = [64, 64, 64, "M", 128, 128, 128, "M", 256, 256, 256, "M",
-                                         512, 512, 512, "M", 512, 512, 512, "M"]
+LEGO_VGG16_CFG: List[Union[int, str]] = [
+    64,
+    64,
+    64,
+    "M",
+    128,
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 
@@ -38,8 +58,15 @@ class LegoVGG(nn.Module):
     ``drop_rate`` (dropout before the classifier) is 0 as in the official model.
     """
 
-    def __init__(self, cfg: Sequence[Union[int, str]] = LEGO_VGG16_CFG, n_split: int = 2, n_lego: float = 0.5,
-                 num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        cfg: Sequence[Union[int, str]] = LEGO_VGG16_CFG,
+        n_split: int = 2,
+        n_lego: float = 0.5,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -72,18 +99,32 @@ class LegoVGG(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("legonet", [
-    PretrainedCfg(
-        tag="untrained", num_classes=10, input_size=(3, 32, 32), crop_pct=1.0, interpolation="bilinear",
-        mean=CIFAR10_MEAN, std=CIFAR10_STD, first_conv="features.0", classifier="classifier",
-        label_names="cifar-10", license="bsd-3-clause",
-        paper="http://proceedings.mlr.press/v97/yang19c/yang19c.pdf",
-        published=Published(params=7_392_650, top1=93.88,
-                            source="official legonet_pytorch/README.md (CIFAR-10 test accuracy, not ImageNet)"),
-        notes="CIFAR-10 model (10 classes, 32x32, CIFAR mean/std as in the official train.py); "
-              "n_split 2 and n_lego 0.5 are the official training defaults. No weights were released.",
-    ),
-])
+@register_model(
+    "legonet",
+    [
+        PretrainedCfg(
+            tag="untrained",
+            num_classes=10,
+            input_size=(3, 32, 32),
+            crop_pct=1.0,
+            interpolation="bilinear",
+            mean=CIFAR10_MEAN,
+            std=CIFAR10_STD,
+            first_conv="features.0",
+            classifier="classifier",
+            label_names="cifar-10",
+            license="bsd-3-clause",
+            paper="http://proceedings.mlr.press/v97/yang19c/yang19c.pdf",
+            published=Published(
+                params=7_392_650,
+                top1=93.88,
+                source="official legonet_pytorch/README.md (CIFAR-10 test accuracy, not ImageNet)",
+            ),
+            notes="CIFAR-10 model (10 classes, 32x32, CIFAR mean/std as in the official train.py); "
+            "n_split 2 and n_lego 0.5 are the official training defaults. No weights were released.",
+        ),
+    ],
+)
 def lego_vgg16(n_split: int = 2, n_lego: float = 0.5, **kwargs: Any) -> LegoVGG:
     """Lego-VGG-16 for CIFAR-10: each LegoConv2d holds ``n_lego * out_chs`` legos over ``1/n_split`` of its input."""
     return LegoVGG(LEGO_VGG16_CFG, n_split, n_lego, **kwargs)

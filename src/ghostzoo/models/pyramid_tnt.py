@@ -27,10 +27,17 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, calculate_drop_path_rates, trunc_normal_
 from timm.models.vision_transformer import init_weights_vit_timm
 
-from ..layers import (dot_product_attention, patchify, resize_pos_embed, resize_rel_pos_bias, square_grid,
-                      tokens_to_map, unpatchify)
-from ..layers.patches import Grid
+from ..layers import (
+    dot_product_attention,
+    patchify,
+    resize_pos_embed,
+    resize_rel_pos_bias,
+    square_grid,
+    tokens_to_map,
+    unpatchify,
+)
 from ..layers.classifier import linear_head
+from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["PyramidTNT", "checkpoint_filter"]
@@ -103,8 +110,9 @@ class SRAttention(nn.Module):
             self.linear = nn.Linear(dim, dim)
             self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, grid: Optional[Grid] = None,
-                bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, grid: Optional[Grid] = None, bias: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         B, N, C = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, -1).transpose(1, 2)
         if self.sr_ratio > 1:
@@ -121,9 +129,18 @@ class PyramidTNTBlock(nn.Module):
     class token: every sentence receives its words.
     """
 
-    def __init__(self, outer_dim: int, inner_dim: int, outer_heads: int, inner_heads: int,
-                 num_words: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
-                 drop_path: float = 0.0, sr_ratio: int = 1) -> None:
+    def __init__(
+        self,
+        outer_dim: int,
+        inner_dim: int,
+        outer_heads: int,
+        inner_heads: int,
+        num_words: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop_path: float = 0.0,
+        sr_ratio: int = 1,
+    ) -> None:
         super().__init__()
         self.has_inner = inner_dim > 0
         if self.has_inner:
@@ -140,8 +157,9 @@ class PyramidTNTBlock(nn.Module):
         self.outer_norm2 = nn.LayerNorm(outer_dim)
         self.outer_mlp = Mlp(outer_dim, int(outer_dim * mlp_ratio))
 
-    def forward(self, inner: torch.Tensor, outer: torch.Tensor, grid: Grid,
-                bias: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, inner: torch.Tensor, outer: torch.Tensor, grid: Grid, bias: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         B, N, _ = outer.shape
         if self.has_inner:
             # the inner norms see all words of a patch at once: [B * N, M, c] -> [B * N, M * c]
@@ -157,24 +175,51 @@ class Stage(nn.Module):
     """Blocks sharing one attention bias ``relative_pos [1, heads, N, N / sr^2]``, learned for the
     stage's token grid at the training resolution and resampled for any other."""
 
-    def __init__(self, depth: int, outer_dim: int, inner_dim: int, outer_heads: int, inner_heads: int,
-                 grid: Grid, num_words: int, mlp_ratio: float, qkv_bias: bool,
-                 drop_path: Sequence[float], sr_ratio: int) -> None:
+    def __init__(
+        self,
+        depth: int,
+        outer_dim: int,
+        inner_dim: int,
+        outer_heads: int,
+        inner_heads: int,
+        grid: Grid,
+        num_words: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop_path: Sequence[float],
+        sr_ratio: int,
+    ) -> None:
         super().__init__()
         self.grid_size, self.sr_ratio = grid, sr_ratio
         # the first block has words; deep stages (more than 6 blocks) keep them one block longer
         with_words = 2 if depth > 6 else 1
-        self.blocks = nn.ModuleList([
-            PyramidTNTBlock(outer_dim, inner_dim if j < with_words else -1, outer_heads, inner_heads,
-                            num_words, mlp_ratio, qkv_bias, drop_path[j], sr_ratio)
-            for j in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                PyramidTNTBlock(
+                    outer_dim,
+                    inner_dim if j < with_words else -1,
+                    outer_heads,
+                    inner_heads,
+                    num_words,
+                    mlp_ratio,
+                    qkv_bias,
+                    drop_path[j],
+                    sr_ratio,
+                )
+                for j in range(depth)
+            ]
+        )
         keys = _pooled(grid, sr_ratio)
         self.relative_pos = nn.Parameter(torch.randn(1, outer_heads, grid[0] * grid[1], keys[0] * keys[1]))
 
-    def forward(self, inner: torch.Tensor, outer: torch.Tensor,
-                grid: Grid) -> Tuple[torch.Tensor, torch.Tensor]:
-        bias = resize_rel_pos_bias(self.relative_pos, self.grid_size, grid,
-                                   _pooled(self.grid_size, self.sr_ratio), _pooled(grid, self.sr_ratio))
+    def forward(self, inner: torch.Tensor, outer: torch.Tensor, grid: Grid) -> Tuple[torch.Tensor, torch.Tensor]:
+        bias = resize_rel_pos_bias(
+            self.relative_pos,
+            self.grid_size,
+            grid,
+            _pooled(self.grid_size, self.sr_ratio),
+            _pooled(grid, self.sr_ratio),
+        )
         for blk in self.blocks:
             inner, outer = blk(inner, outer, grid, bias)
         return inner, outer
@@ -213,10 +258,21 @@ class SentenceAggregation(nn.Module):
 class PyramidTNT(nn.Module):
     """Four-stage TNT classifying from the mean of the last stage's sentences."""
 
-    def __init__(self, depths: Sequence[int], outer_dim: int, inner_dim: int, outer_heads: int,
-                 inner_heads: int, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        depths: Sequence[int],
+        outer_dim: int,
+        inner_dim: int,
+        outer_heads: int,
+        inner_heads: int,
+        img_size: int = 224,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         # widths double from stage to stage, until the last, which keeps the third stage's
         scale = (1, 2, 4, 4)
@@ -242,10 +298,22 @@ class PyramidTNT(nn.Module):
                 self.word_merges.append(WordAggregation(inner_dims[i - 1], inner_dims[i]))
                 self.sentence_merges.append(SentenceAggregation(outer_dims[i - 1], outer_dims[i]))
                 grid = _half(grid)
-            self.stages.append(Stage(depth, outer_dims[i], inner_dims[i], outer_heads * scale[i],
-                                     inner_heads * scale[i], grid, num_words, mlp_ratio, qkv_bias,
-                                     dpr[first:first + depth], SR_RATIOS[i]))
-            self.feature_info.append(dict(num_chs=outer_dims[i], reduction=8 * 2 ** i, module=f"stages.{i}"))
+            self.stages.append(
+                Stage(
+                    depth,
+                    outer_dims[i],
+                    inner_dims[i],
+                    outer_heads * scale[i],
+                    inner_heads * scale[i],
+                    grid,
+                    num_words,
+                    mlp_ratio,
+                    qkv_bias,
+                    dpr[first : first + depth],
+                    SR_RATIOS[i],
+                )
+            )
+            self.feature_info.append(dict(num_chs=outer_dims[i], reduction=8 * 2**i, module=f"stages.{i}"))
             first += depth
         self.norm = nn.LayerNorm(outer_dims[-1])
         self.head = linear_head(outer_dims[-1], num_classes)
@@ -265,7 +333,7 @@ class PyramidTNT(nn.Module):
         inner = inner + self.inner_pos
         outer = outer + resize_pos_embed(self.outer_pos, self.grid_size, grid)
         out = []
-        for i, stage in enumerate(self.stages[:last + 1]):
+        for i, stage in enumerate(self.stages[: last + 1]):
             if i > 0:
                 inner = self.word_merges[i - 1](inner, grid)
                 outer, grid = self.sentence_merges[i - 1](outer, grid)
@@ -293,7 +361,7 @@ class PyramidTNT(nn.Module):
 
     def prune_feature_maps(self, last: int) -> None:
         """Drop the stages after ``last``, the final norm and the head (``features_only``)."""
-        self.stages = self.stages[:last + 1]
+        self.stages = self.stages[: last + 1]
         self.word_merges, self.sentence_merges = self.word_merges[:last], self.sentence_merges[:last]
         self.norm, self.head = nn.Identity(), nn.Identity()
 
@@ -321,8 +389,12 @@ def checkpoint_filter(state_dict: Dict[str, torch.Tensor], model: PyramidTNT) ->
         bias = state_dict.get(key)
         if bias is not None and bias.shape != stage.relative_pos.shape:
             state_dict[key] = resize_rel_pos_bias(
-                bias, square_grid(bias.shape[2]), stage.grid_size,
-                square_grid(bias.shape[3]), _pooled(stage.grid_size, stage.sr_ratio))
+                bias,
+                square_grid(bias.shape[2]),
+                stage.grid_size,
+                square_grid(bias.shape[3]),
+                _pooled(stage.grid_size, stage.sr_ratio),
+            )
     return state_dict
 
 
@@ -332,47 +404,69 @@ _README = "official tnt_pytorch/readme.md (Params, FLOPs, Top-1)"
 
 def _cfg(resolution: int, params: int, macs: int, top1: float, baidu: str) -> PretrainedCfg:
     return PretrainedCfg(
-        tag="in1k", input_size=(3, resolution, resolution), crop_pct=0.9, interpolation="bicubic",
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), first_conv="patch_embed.common_conv.0",
-        classifier="head", license="apache-2.0", paper=_PAPER,
+        tag="in1k",
+        input_size=(3, resolution, resolution),
+        crop_pct=0.9,
+        interpolation="bicubic",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        first_conv="patch_embed.common_conv.0",
+        classifier="head",
+        license="apache-2.0",
+        paper=_PAPER,
         published=Published(params=params, macs=macs, top1=top1, source=_README),
         notes=f"The official weights are only on Baidu Netdisk ({baidu}); download them there and "
-              f"pass the file with checkpoint_path / --checkpoint.",
+        f"pass the file with checkpoint_path / --checkpoint.",
     )
 
 
-def _create(img_size: int, depths: Sequence[int], outer_dim: int, inner_dim: int, outer_heads: int,
-            inner_heads: int, **kwargs: Any) -> PyramidTNT:
+def _create(
+    img_size: int,
+    depths: Sequence[int],
+    outer_dim: int,
+    inner_dim: int,
+    outer_heads: int,
+    inner_heads: int,
+    **kwargs: Any,
+) -> PyramidTNT:
     return PyramidTNT(depths, outer_dim, inner_dim, outer_heads, inner_heads, img_size=img_size, **kwargs)
 
 
-@register_model("pyramid_tnt", [_cfg(192, 10_578_529, 600_000_000, 75.2,
-                                     "https://pan.baidu.com/s/1xm3DSGcAJbvFQm4jmDAlnQ, password 0r5t")],
-                checkpoint_filter=checkpoint_filter)
+@register_model(
+    "pyramid_tnt",
+    [_cfg(192, 10_578_529, 600_000_000, 75.2, "https://pan.baidu.com/s/1xm3DSGcAJbvFQm4jmDAlnQ, password 0r5t")],
+    checkpoint_filter=checkpoint_filter,
+)
 def ptnt_ti_patch16_192(img_size: int = 192, **kwargs: Any) -> PyramidTNT:
     """PyramidTNT-Ti: sentences 80-d / 2 heads, words 5-d / 1 head at stage 1; depths 2-6-3-2."""
     return _create(img_size, (2, 6, 3, 2), 80, 5, 2, 1, **kwargs)
 
 
-@register_model("pyramid_tnt", [_cfg(256, 31_953_200, 3_300_000_000, 82.0,
-                                     "https://pan.baidu.com/s/1xha8x3DTlPq9-KeC6EPPow, password v5w5")],
-                checkpoint_filter=checkpoint_filter)
+@register_model(
+    "pyramid_tnt",
+    [_cfg(256, 31_953_200, 3_300_000_000, 82.0, "https://pan.baidu.com/s/1xha8x3DTlPq9-KeC6EPPow, password v5w5")],
+    checkpoint_filter=checkpoint_filter,
+)
 def ptnt_s_patch16_256(img_size: int = 256, **kwargs: Any) -> PyramidTNT:
     """PyramidTNT-S: sentences 128-d / 4 heads, words 8-d / 2 heads at stage 1; depths 2-8-4-2."""
     return _create(img_size, (2, 8, 4, 2), 128, 8, 4, 2, **kwargs)
 
 
-@register_model("pyramid_tnt", [_cfg(256, 84_943_572, 8_200_000_000, 83.5,
-                                     "https://pan.baidu.com/s/1B9zkWkrUAETuiyr08ClY-w, password jqm3")],
-                checkpoint_filter=checkpoint_filter)
+@register_model(
+    "pyramid_tnt",
+    [_cfg(256, 84_943_572, 8_200_000_000, 83.5, "https://pan.baidu.com/s/1B9zkWkrUAETuiyr08ClY-w, password jqm3")],
+    checkpoint_filter=checkpoint_filter,
+)
 def ptnt_m_patch16_256(img_size: int = 256, **kwargs: Any) -> PyramidTNT:
     """PyramidTNT-M: sentences 192-d / 4 heads, words 12-d / 2 heads at stage 1; depths 2-8-6-2."""
     return _create(img_size, (2, 8, 6, 2), 192, 12, 4, 2, **kwargs)
 
 
-@register_model("pyramid_tnt", [_cfg(256, 156_990_072, 16_000_000_000, 84.1,
-                                     "https://pan.baidu.com/s/1tT0mxRrZQx6facYsdPBt0g, password ns4t")],
-                checkpoint_filter=checkpoint_filter)
+@register_model(
+    "pyramid_tnt",
+    [_cfg(256, 156_990_072, 16_000_000_000, 84.1, "https://pan.baidu.com/s/1tT0mxRrZQx6facYsdPBt0g, password ns4t")],
+    checkpoint_filter=checkpoint_filter,
+)
 def ptnt_b_patch16_256(img_size: int = 256, **kwargs: Any) -> PyramidTNT:
     """PyramidTNT-B: sentences 256-d / 4 heads, words 16-d / 2 heads at stage 1; depths 2-10-6-2."""
     return _create(img_size, (2, 10, 6, 2), 256, 16, 4, 2, **kwargs)

@@ -27,9 +27,12 @@ __all__ = ["TinyNet"]
 # EfficientNet-B0's stages in timm's block-string notation (block type, repeats, kernel, stride,
 # expansion, output channels, SE ratio); the tiny formula only rescales depth and width.
 EFFICIENTNET_B0_ARCH = [
-    ["ds_r1_k3_s1_e1_c16_se0.25"], ["ir_r2_k3_s2_e6_c24_se0.25"],
-    ["ir_r2_k5_s2_e6_c40_se0.25"], ["ir_r3_k3_s2_e6_c80_se0.25"],
-    ["ir_r3_k5_s1_e6_c112_se0.25"], ["ir_r4_k5_s2_e6_c192_se0.25"],
+    ["ds_r1_k3_s1_e1_c16_se0.25"],
+    ["ir_r2_k3_s2_e6_c24_se0.25"],
+    ["ir_r2_k5_s2_e6_c40_se0.25"],
+    ["ir_r3_k3_s2_e6_c80_se0.25"],
+    ["ir_r3_k5_s1_e6_c112_se0.25"],
+    ["ir_r4_k5_s2_e6_c192_se0.25"],
     ["ir_r1_k3_s1_e6_c320_se0.25"],
 ]
 
@@ -42,8 +45,15 @@ class TinyNet(EfficientNet):
     ``feature_info`` tapping ``blocks.{0,1,2,4,6}`` at strides 2..32) is timm's EfficientNet.
     """
 
-    def __init__(self, width: float = 1.0, depth: float = 1.0, num_classes: int = 1000,
-                 in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        width: float = 1.0,
+        depth: float = 1.0,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__(
             block_args=decode_arch_def(EFFICIENTNET_B0_ARCH, depth, depth_trunc="round"),
             num_classes=num_classes,
@@ -78,7 +88,7 @@ def _cfg(variant: str, resolution: int, params: int, macs: int, top1: float) -> 
         paper=_PAPER,
         published=Published(params=params, macs=macs, top1=top1, source=_README),
         notes="Evaluated by the official eval.py with timm's EfficientNet defaults: bicubic resize, "
-              "crop 0.875, ImageNet mean/std. Runs at any input size (e.g. 640 for detection).",
+        "crop 0.875, ImageNet mean/std. Runs at any input size (e.g. 640 for detection).",
     )
 
 

@@ -27,8 +27,8 @@ from timm.layers import DropPath, Mlp, calculate_drop_path_rates, trunc_normal_
 from timm.models.vision_transformer import init_weights_vit_timm
 
 from ..layers import dot_product_attention, patchify, resize_pos_embed, square_grid, tokens_to_map
-from ..layers.patches import Grid
 from ..layers.classifier import linear_head
+from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
 
 __all__ = ["TNT", "TNTBlock", "checkpoint_filter"]
@@ -58,9 +58,17 @@ class TNTBlock(nn.Module):
     The class token (first outer token) has no words and receives no projection.
     """
 
-    def __init__(self, outer_dim: int, inner_dim: int, outer_heads: int, inner_heads: int,
-                 num_words: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
-                 drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        outer_dim: int,
+        inner_dim: int,
+        outer_heads: int,
+        inner_heads: int,
+        num_words: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         self.inner_norm1 = nn.LayerNorm(inner_dim)
         self.inner_attn = QKVAttention(inner_dim, inner_heads, qkv_bias)
@@ -91,8 +99,7 @@ class PatchEmbed(nn.Module):
     convolution of stride ``inner_stride`` (zero-padded at the patch border, as in the official
     code, which unfolds the patches before the convolution)."""
 
-    def __init__(self, patch_size: int = 16, in_chans: int = 3, inner_dim: int = 24,
-                 inner_stride: int = 4) -> None:
+    def __init__(self, patch_size: int = 16, in_chans: int = 3, inner_dim: int = 24, inner_stride: int = 4) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.num_words = math.ceil(patch_size / inner_stride) ** 2
@@ -101,7 +108,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Grid]:
         """``[B, C, H, W]`` -> words ``[B * N, num_words, inner_dim]`` and the patch grid."""
         p = self.patch_size
-        patches, grid = patchify(x[:, :, :x.shape[2] // p * p, :x.shape[3] // p * p], p)
+        patches, grid = patchify(x[:, :, : x.shape[2] // p * p, : x.shape[3] // p * p], p)
         return self.proj(patches).flatten(2).transpose(1, 2), grid
 
 
@@ -112,11 +119,23 @@ class TNT(nn.Module):
     official checkpoints hold it and the published parameter counts include it.
     """
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
-                 num_classes: int = 1000, outer_dim: int = 768, inner_dim: int = 48, depth: int = 12,
-                 outer_heads: int = 12, inner_heads: int = 4, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = False, inner_stride: int = 4, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        outer_dim: int = 768,
+        inner_dim: int = 48,
+        depth: int = 12,
+        outer_heads: int = 12,
+        inner_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        inner_stride: int = 4,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -135,11 +154,13 @@ class TNT(nn.Module):
         self.inner_pos = nn.Parameter(torch.zeros(1, num_words, inner_dim))
 
         dpr = calculate_drop_path_rates(drop_path_rate, depth)
-        self.blocks = nn.ModuleList([
-            TNTBlock(outer_dim, inner_dim, outer_heads, inner_heads, num_words, mlp_ratio, qkv_bias, dpr[i])
-            for i in range(depth)])
-        self.feature_info = [dict(num_chs=outer_dim, reduction=patch_size, module=f"blocks.{i}")
-                             for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            [
+                TNTBlock(outer_dim, inner_dim, outer_heads, inner_heads, num_words, mlp_ratio, qkv_bias, dpr[i])
+                for i in range(depth)
+            ]
+        )
+        self.feature_info = [dict(num_chs=outer_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         self.norm = nn.LayerNorm(outer_dim)
         self.head = linear_head(outer_dim, num_classes)
 
@@ -172,7 +193,7 @@ class TNT(nn.Module):
         """Patch tokens after the blocks in ``indices`` as ``[B, C, H/16, W/16]`` maps (no final norm)."""
         inner, outer, grid = self._embed(x)
         maps = []
-        for i, blk in enumerate(self.blocks[:max(indices) + 1]):
+        for i, blk in enumerate(self.blocks[: max(indices) + 1]):
             inner, outer = blk(inner, outer)
             if i in indices:
                 maps.append(tokens_to_map(outer[:, 1:], grid))
@@ -180,7 +201,7 @@ class TNT(nn.Module):
 
     def prune_feature_maps(self, last: int) -> None:
         """Drop the blocks after ``last``, the final norm and the head (``features_only``)."""
-        self.blocks = self.blocks[:last + 1]
+        self.blocks = self.blocks[: last + 1]
         self.norm, self.head = nn.Identity(), nn.Identity()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -195,10 +216,19 @@ class TNT(nn.Module):
 
 # timm's tnt.py renamed every module of the official model; one path component each.
 _TIMM_NAMES = {
-    "pixel_embed": "patch_embed", "patch_pos": "outer_pos", "pixel_pos": "inner_pos",
-    "norm1_proj": "proj_norm1", "norm2_proj": "proj_norm2",
-    "norm_in": "inner_norm1", "attn_in": "inner_attn", "norm_mlp_in": "inner_norm2", "mlp_in": "inner_mlp",
-    "norm_out": "outer_norm1", "attn_out": "outer_attn", "norm_mlp": "outer_norm2", "mlp": "outer_mlp",
+    "pixel_embed": "patch_embed",
+    "patch_pos": "outer_pos",
+    "pixel_pos": "inner_pos",
+    "norm1_proj": "proj_norm1",
+    "norm2_proj": "proj_norm2",
+    "norm_in": "inner_norm1",
+    "attn_in": "inner_attn",
+    "norm_mlp_in": "inner_norm2",
+    "mlp_in": "inner_mlp",
+    "norm_out": "outer_norm1",
+    "attn_out": "outer_attn",
+    "norm_mlp": "outer_norm2",
+    "mlp": "outer_mlp",
 }
 
 
@@ -216,8 +246,9 @@ def checkpoint_filter(state_dict: Dict[str, torch.Tensor], model: TNT) -> Dict[s
         state_dict["inner_pos"] = pos.flatten(2).transpose(1, 2)
     pos = state_dict.get("outer_pos")
     if pos is not None and pos.shape != model.outer_pos.shape:
-        state_dict["outer_pos"] = resize_pos_embed(pos, square_grid(pos.shape[1] - 1), model.grid_size,
-                                                   num_prefix_tokens=1)
+        state_dict["outer_pos"] = resize_pos_embed(
+            pos, square_grid(pos.shape[1] - 1), model.grid_size, num_prefix_tokens=1
+        )
     tokens = state_dict.get("outer_tokens")
     if tokens is None or tokens.shape != model.outer_tokens.shape:
         state_dict["outer_tokens"] = torch.zeros_like(model.outer_tokens)
@@ -230,28 +261,50 @@ _RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/releases/downl
 
 
 def _cfg(**kwargs: Any) -> PretrainedCfg:
-    return PretrainedCfg(tag="in1k", input_size=(3, 224, 224), crop_pct=0.9, interpolation="bicubic",
-                         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), first_conv="patch_embed.proj",
-                         classifier="head", license="apache-2.0", paper=_PAPER, **kwargs)
+    return PretrainedCfg(
+        tag="in1k",
+        input_size=(3, 224, 224),
+        crop_pct=0.9,
+        interpolation="bicubic",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        first_conv="patch_embed.proj",
+        classifier="head",
+        license="apache-2.0",
+        paper=_PAPER,
+        **kwargs,
+    )
 
 
-@register_model("tnt", [_cfg(
-    url=f"{_RELEASE}/tnt_s_81.5.pth.tar",
-    hf_hub_id="timm/tnt_s_patch16_224.in1k",
-    published=Published(params=23_843_848, macs=5_200_000_000, top1=81.5, top5=95.7, source=_README),
-    notes="Official release; timm's hub copy has renamed keys and loads through checkpoint_filter.",
-)], checkpoint_filter=checkpoint_filter)
+@register_model(
+    "tnt",
+    [
+        _cfg(
+            url=f"{_RELEASE}/tnt_s_81.5.pth.tar",
+            hf_hub_id="timm/tnt_s_patch16_224.in1k",
+            published=Published(params=23_843_848, macs=5_200_000_000, top1=81.5, top5=95.7, source=_README),
+            notes="Official release; timm's hub copy has renamed keys and loads through checkpoint_filter.",
+        )
+    ],
+    checkpoint_filter=checkpoint_filter,
+)
 def tnt_s_patch16_224(**kwargs: Any) -> TNT:
     """TNT-S: outer 384-d x 6 heads, inner 24-d x 4 heads, 12 blocks."""
     return TNT(patch_size=16, outer_dim=384, inner_dim=24, depth=12, outer_heads=6, inner_heads=4, **kwargs)
 
 
-@register_model("tnt", [_cfg(
-    url=f"{_RELEASE}/tnt_b_82.9.pth.tar",
-    hf_hub_id="timm/tnt_b_patch16_224.in1k",
-    published=Published(params=65_554_120, macs=14_100_000_000, top1=82.9, top5=96.3, source=_README),
-    notes="Official release; timm's hub copy has renamed keys and loads through checkpoint_filter.",
-)], checkpoint_filter=checkpoint_filter)
+@register_model(
+    "tnt",
+    [
+        _cfg(
+            url=f"{_RELEASE}/tnt_b_82.9.pth.tar",
+            hf_hub_id="timm/tnt_b_patch16_224.in1k",
+            published=Published(params=65_554_120, macs=14_100_000_000, top1=82.9, top5=96.3, source=_README),
+            notes="Official release; timm's hub copy has renamed keys and loads through checkpoint_filter.",
+        )
+    ],
+    checkpoint_filter=checkpoint_filter,
+)
 def tnt_b_patch16_224(**kwargs: Any) -> TNT:
     """TNT-B: outer 640-d x 10 heads, inner 40-d x 4 heads, 12 blocks."""
     return TNT(patch_size=16, outer_dim=640, inner_dim=40, depth=12, outer_heads=10, inner_heads=4, **kwargs)

@@ -43,8 +43,15 @@ class VersatileVGG(nn.Module):
     input sizes reach ``fc6``. ``feature_info`` taps the ReLU before each pool and the last pool.
     """
 
-    def __init__(self, cfg: Sequence[Union[int, str]], batch_norm: bool = False, num_classes: int = 1000,
-                 in_chans: int = 3, drop_rate: float = 0.5, hidden_chs: int = 4096) -> None:
+    def __init__(
+        self,
+        cfg: Sequence[Union[int, str]],
+        batch_norm: bool = False,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.5,
+        hidden_chs: int = 4096,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.num_features = 512
@@ -53,8 +60,11 @@ class VersatileVGG(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.fc6 = VConv2d(self.feature_info[-1]["num_chs"], hidden_chs, 7)
         self.classifier = nn.Sequential(
-            nn.ReLU(True), nn.Dropout(drop_rate), nn.Linear(hidden_chs, hidden_chs),
-            nn.ReLU(True), nn.Dropout(drop_rate),
+            nn.ReLU(True),
+            nn.Dropout(drop_rate),
+            nn.Linear(hidden_chs, hidden_chs),
+            nn.ReLU(True),
+            nn.Dropout(drop_rate),
             linear_head(hidden_chs, num_classes),
         )
         self.apply(_init_weights)
@@ -91,11 +101,21 @@ _PAPER = "https://papers.nips.cc/paper/7433-learning-versatile-filters-for-effic
 
 
 def _cfg(published: Published, **kwargs: Any) -> PretrainedCfg:
-    return PretrainedCfg(tag="untrained", first_conv="features.0", classifier="classifier.5",
-                         interpolation="bilinear", crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                         license="bsd-3-clause", paper=_PAPER, published=published,
-                         notes="No weights were released. Evaluation as in the official imagenet-vcnn.py: "
-                               "Resize(256) + CenterCrop(224).", **kwargs)
+    return PretrainedCfg(
+        tag="untrained",
+        first_conv="features.0",
+        classifier="classifier.5",
+        interpolation="bilinear",
+        crop_pct=0.875,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        license="bsd-3-clause",
+        paper=_PAPER,
+        published=published,
+        notes="No weights were released. Evaluation as in the official imagenet-vcnn.py: "
+        "Resize(256) + CenterCrop(224).",
+        **kwargs,
+    )
 
 
 def _params(n: int) -> Published:
@@ -126,10 +146,20 @@ def vcnn_vgg13_bn(**kwargs: Any) -> VersatileVGG:
     return VersatileVGG(VGG_CFGS["vgg13"], batch_norm=True, **kwargs)
 
 
-@register_model("versatile_filters", [_cfg(Published(
-    params=53_931_976, top1=72.2, top5=91.1,
-    source="official versatile_filters/readme.md, 'VGG-16 spatial versatile filters' (the paper's baseline "
-           "is the BN-free VGG-16, 71.6 top-1)"))])
+@register_model(
+    "versatile_filters",
+    [
+        _cfg(
+            Published(
+                params=53_931_976,
+                top1=72.2,
+                top5=91.1,
+                source="official versatile_filters/readme.md, 'VGG-16 spatial versatile filters' (the paper's baseline "
+                "is the BN-free VGG-16, 71.6 top-1)",
+            )
+        )
+    ],
+)
 def vcnn_vgg16(**kwargs: Any) -> VersatileVGG:
     """Versatile VGG-16 (configuration D): the model of the paper's ImageNet result."""
     return VersatileVGG(VGG_CFGS["vgg16"], **kwargs)

@@ -37,8 +37,7 @@ PYRAMID_REDUCTIONS = (4, 2, 1, 1)  # average pooling of the candidate neighbours
 
 
 def _conv_bn(in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2),
-                         nn.BatchNorm2d(out_chs))
+    return nn.Sequential(nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2), nn.BatchNorm2d(out_chs))
 
 
 def _sincos_2d(dim: int, grid: int) -> torch.Tensor:
@@ -49,8 +48,9 @@ def _sincos_2d(dim: int, grid: int) -> torch.Tensor:
     """
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
-                                torch.arange(grid, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
     parts = []
     for coord in (cols.reshape(-1), rows.reshape(-1)):
         angles = coord[:, None] * omega[None, :]
@@ -69,8 +69,9 @@ def relative_pos_table(dim: int, grid: int, reduction: int = 1) -> torch.Tensor:
     emb = _sincos_2d(dim, grid)
     table = (2 * emb @ emb.T / dim).float()
     num_nodes = grid * grid
-    table = F.interpolate(table[None, None], size=(num_nodes, num_nodes // reduction ** 2),
-                          mode="bicubic", align_corners=False)
+    table = F.interpolate(
+        table[None, None], size=(num_nodes, num_nodes // reduction**2), mode="bicubic", align_corners=False
+    )
     return -table[0]
 
 
@@ -99,9 +100,16 @@ class Grapher(nn.Module):
     parameter, as in the official checkpoints, and is added to the k-NN distances.
     """
 
-    def __init__(self, chs: int, k: int = 9, dilation: int = 1, reduction: int = 1,
-                 act_layer: Callable[..., nn.Module] = nn.GELU, drop_path: float = 0.0,
-                 relative_pos: Optional[torch.Tensor] = None) -> None:
+    def __init__(
+        self,
+        chs: int,
+        k: int = 9,
+        dilation: int = 1,
+        reduction: int = 1,
+        act_layer: Callable[..., nn.Module] = nn.GELU,
+        drop_path: float = 0.0,
+        relative_pos: Optional[torch.Tensor] = None,
+    ) -> None:
         super().__init__()
         self.fc1 = _conv_bn(chs, chs)
         self.graph_conv = DynamicGraphConv2d(chs, 2 * chs, k, dilation, reduction, act_layer)
@@ -128,8 +136,9 @@ class Grapher(nn.Module):
 class FFN(nn.Module):
     """Per-node MLP as 1x1 conv-BN, activation, 1x1 conv-BN, with a residual."""
 
-    def __init__(self, chs: int, hidden_chs: int, act_layer: Callable[..., nn.Module] = nn.GELU,
-                 drop_path: float = 0.0) -> None:
+    def __init__(
+        self, chs: int, hidden_chs: int, act_layer: Callable[..., nn.Module] = nn.GELU, drop_path: float = 0.0
+    ) -> None:
         super().__init__()
         self.fc1 = _conv_bn(chs, hidden_chs)
         self.act = act_layer()
@@ -179,10 +188,19 @@ class VisionGNN(nn.Module):
     block of each Pyramid ViG stage.
     """
 
-    def __init__(self, channels: Sequence[int], depths: Sequence[int], k: int = 9, num_classes: int = 1000,
-                 in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 act_layer: Callable[..., nn.Module] = nn.GELU, img_size: int = 224,
-                 head_chs: int = 1024) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        depths: Sequence[int],
+        k: int = 9,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        act_layer: Callable[..., nn.Module] = nn.GELU,
+        img_size: int = 224,
+        head_chs: int = 1024,
+    ) -> None:
         super().__init__()
         pyramid = len(depths) > 1
         num_blocks = sum(depths)
@@ -198,7 +216,7 @@ class VisionGNN(nn.Module):
 
         num_knn = [int(v) for v in torch.linspace(k, k if pyramid else 2 * k, num_blocks)]
         last_grid = grid // 2 ** (len(depths) - 1)
-        max_dilation = last_grid ** 2 // max(num_knn)
+        max_dilation = last_grid**2 // max(num_knn)
         drop_paths = torch.linspace(0, drop_path_rate, num_blocks).tolist()
 
         blocks: List[nn.Module] = []
@@ -211,11 +229,20 @@ class VisionGNN(nn.Module):
             pooling = PYRAMID_REDUCTIONS[stage] if pyramid else 1
             table = relative_pos_table(chs, grid, pooling) if pyramid else None  # same for the whole stage
             for j in range(depth):
-                blocks.append(nn.Sequential(
-                    Grapher(chs, num_knn[idx], min(idx // 4 + 1, max_dilation), pooling, act_layer,
-                            drop_paths[idx], relative_pos=table.clone() if table is not None else None),
-                    FFN(chs, 4 * chs, act_layer, drop_paths[idx]),
-                ))
+                blocks.append(
+                    nn.Sequential(
+                        Grapher(
+                            chs,
+                            num_knn[idx],
+                            min(idx // 4 + 1, max_dilation),
+                            pooling,
+                            act_layer,
+                            drop_paths[idx],
+                            relative_pos=table.clone() if table is not None else None,
+                        ),
+                        FFN(chs, 4 * chs, act_layer, drop_paths[idx]),
+                    )
+                )
                 idx += 1
                 if not pyramid or j == depth - 1:
                     tap = f"backbone.{len(blocks) - 1}"
@@ -223,7 +250,10 @@ class VisionGNN(nn.Module):
         self.backbone = nn.Sequential(*blocks)
 
         self.prediction = nn.Sequential(
-            nn.Conv2d(channels[-1], head_chs, 1), nn.BatchNorm2d(head_chs), act_layer(), nn.Dropout(drop_rate),
+            nn.Conv2d(channels[-1], head_chs, 1),
+            nn.BatchNorm2d(head_chs),
+            act_layer(),
+            nn.Dropout(drop_rate),
             nn.Conv2d(head_chs, num_classes, 1) if num_classes > 0 else nn.Identity(),
         )
         self.apply(_init_weights)
@@ -276,85 +306,136 @@ _RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/releases/downl
 
 
 def _cfg(url: str, crop_pct: float = 0.9, **kwargs: Any) -> PretrainedCfg:
-    return PretrainedCfg(tag="in1k", url=url, first_conv="stem.convs.0", classifier="prediction.4",
-                         interpolation="bicubic", crop_pct=crop_pct, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                         license="apache-2.0", paper=_PAPER, **kwargs)
+    return PretrainedCfg(
+        tag="in1k",
+        url=url,
+        first_conv="stem.convs.0",
+        classifier="prediction.4",
+        interpolation="bicubic",
+        crop_pct=crop_pct,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        license="apache-2.0",
+        paper=_PAPER,
+        **kwargs,
+    )
 
 
-_VIG_NOTE = ("Official release; the file name carries the authors' accuracy of these weights ({}), the readme "
-             "table the paper's ({}).")
+_VIG_NOTE = (
+    "Official release; the file name carries the authors' accuracy of these weights ({}), the readme "
+    "table the paper's ({})."
+)
 
 
-@register_model("vig", [
-    _cfg(f"{_RELEASE}/vig/vig_ti_74.5.pth",
-         published=Published(params=7_184_744, macs=1_300_000_000, top1=73.9, source=_README),
-         notes=_VIG_NOTE.format(74.5, 73.9)),
-])
+@register_model(
+    "vig",
+    [
+        _cfg(
+            f"{_RELEASE}/vig/vig_ti_74.5.pth",
+            published=Published(params=7_184_744, macs=1_300_000_000, top1=73.9, source=_README),
+            notes=_VIG_NOTE.format(74.5, 73.9),
+        ),
+    ],
+)
 def vig_ti_224_gelu(**kwargs: Any) -> VisionGNN:
     """ViG-Ti: 12 blocks of width 192."""
     return VisionGNN([192], [12], **kwargs)
 
 
-@register_model("vig", [
-    _cfg(f"{_RELEASE}/vig/vig_s_80.6.pth",
-         published=Published(params=22_747_752, macs=4_500_000_000, top1=80.4, source=_README),
-         notes=_VIG_NOTE.format(80.6, 80.4)),
-])
+@register_model(
+    "vig",
+    [
+        _cfg(
+            f"{_RELEASE}/vig/vig_s_80.6.pth",
+            published=Published(params=22_747_752, macs=4_500_000_000, top1=80.4, source=_README),
+            notes=_VIG_NOTE.format(80.6, 80.4),
+        ),
+    ],
+)
 def vig_s_224_gelu(**kwargs: Any) -> VisionGNN:
     """ViG-S: 16 blocks of width 320."""
     return VisionGNN([320], [16], **kwargs)
 
 
-@register_model("vig", [
-    _cfg(f"{_RELEASE}/vig/vig_b_82.6.pth",
-         published=Published(params=86_841_832, macs=17_700_000_000, top1=82.3, source=_README),
-         notes=_VIG_NOTE.format(82.6, 82.3)),
-])
+@register_model(
+    "vig",
+    [
+        _cfg(
+            f"{_RELEASE}/vig/vig_b_82.6.pth",
+            published=Published(params=86_841_832, macs=17_700_000_000, top1=82.3, source=_README),
+            notes=_VIG_NOTE.format(82.6, 82.3),
+        ),
+    ],
+)
 def vig_b_224_gelu(**kwargs: Any) -> VisionGNN:
     """ViG-B: 16 blocks of width 640."""
     return VisionGNN([640], [16], **kwargs)
 
 
-_PVIG_NOTE = ("Official release. The parameter count includes the frozen relative-position tables "
-              "({:,} trainable); the readme table lists {}M.")
+_PVIG_NOTE = (
+    "Official release. The parameter count includes the frozen relative-position tables "
+    "({:,} trainable); the readme table lists {}M."
+)
 
 
-@register_model("pyramid_vig", [
-    _cfg(f"{_RELEASE}/pyramid-vig/pvig_ti_78.5.pth.tar",
-         published=Published(params=12_486_314, macs=1_700_000_000, top1=78.5, source=_README),
-         notes=_PVIG_NOTE.format(10_714_376, 10.7)),
-])
+@register_model(
+    "pyramid_vig",
+    [
+        _cfg(
+            f"{_RELEASE}/pyramid-vig/pvig_ti_78.5.pth.tar",
+            published=Published(params=12_486_314, macs=1_700_000_000, top1=78.5, source=_README),
+            notes=_PVIG_NOTE.format(10_714_376, 10.7),
+        ),
+    ],
+)
 def pvig_ti_224_gelu(**kwargs: Any) -> VisionGNN:
     """Pyramid ViG-Ti: depths 2-2-6-2, widths 48-96-240-384."""
     return VisionGNN([48, 96, 240, 384], [2, 2, 6, 2], **kwargs)
 
 
-@register_model("pyramid_vig", [
-    _cfg(f"{_RELEASE}/pyramid-vig/pvig_s_82.1.pth.tar",
-         published=Published(params=29_023_850, macs=4_600_000_000, top1=82.1, source=_README),
-         notes=_PVIG_NOTE.format(27_251_912, 27.3)),
-])
+@register_model(
+    "pyramid_vig",
+    [
+        _cfg(
+            f"{_RELEASE}/pyramid-vig/pvig_s_82.1.pth.tar",
+            published=Published(params=29_023_850, macs=4_600_000_000, top1=82.1, source=_README),
+            notes=_PVIG_NOTE.format(27_251_912, 27.3),
+        ),
+    ],
+)
 def pvig_s_224_gelu(**kwargs: Any) -> VisionGNN:
     """Pyramid ViG-S: depths 2-2-6-2, widths 80-160-400-640."""
     return VisionGNN([80, 160, 400, 640], [2, 2, 6, 2], **kwargs)
 
 
-@register_model("pyramid_vig", [
-    _cfg(f"{_RELEASE}/pyramid-vig/pvig_m_83.1.pth.tar",
-         published=Published(params=51_681_930, macs=8_900_000_000, top1=83.1, source=_README),
-         notes=_PVIG_NOTE.format(49_525_832, 51.7)),
-])
+@register_model(
+    "pyramid_vig",
+    [
+        _cfg(
+            f"{_RELEASE}/pyramid-vig/pvig_m_83.1.pth.tar",
+            published=Published(params=51_681_930, macs=8_900_000_000, top1=83.1, source=_README),
+            notes=_PVIG_NOTE.format(49_525_832, 51.7),
+        ),
+    ],
+)
 def pvig_m_224_gelu(**kwargs: Any) -> VisionGNN:
     """Pyramid ViG-M: depths 2-2-16-2, widths 96-192-384-768."""
     return VisionGNN([96, 192, 384, 768], [2, 2, 16, 2], **kwargs)
 
 
-@register_model("pyramid_vig", [
-    _cfg(f"{_RELEASE}/pyramid-vig/pvig_b_83.66.pth.tar", crop_pct=0.95,
-         published=Published(params=95_213_258, macs=16_800_000_000, top1=83.7,
-                             source=_README + "; file name: 83.66"),
-         notes=_PVIG_NOTE.format(92_980_328, 82.6)),
-])
+@register_model(
+    "pyramid_vig",
+    [
+        _cfg(
+            f"{_RELEASE}/pyramid-vig/pvig_b_83.66.pth.tar",
+            crop_pct=0.95,
+            published=Published(
+                params=95_213_258, macs=16_800_000_000, top1=83.7, source=_README + "; file name: 83.66"
+            ),
+            notes=_PVIG_NOTE.format(92_980_328, 82.6),
+        ),
+    ],
+)
 def pvig_b_224_gelu(**kwargs: Any) -> VisionGNN:
     """Pyramid ViG-B: depths 2-2-18-2, widths 128-256-512-1024; evaluated with crop 0.95."""
     return VisionGNN([128, 256, 512, 1024], [2, 2, 18, 2], **kwargs)

@@ -38,8 +38,7 @@ def _unfold_wave(amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
 
 def _phase(dim: int, depthwise: bool) -> nn.Sequential:
     """The phase estimator: a 1x1 conv (or a 3x3 depthwise one, Wave-MLP-T*), BN, ReLU."""
-    conv = (nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False) if depthwise
-            else nn.Conv2d(dim, dim, 1, bias=True))
+    conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False) if depthwise else nn.Conv2d(dim, dim, 1, bias=True)
     return nn.Sequential(conv, nn.BatchNorm2d(dim), nn.ReLU())
 
 
@@ -79,9 +78,16 @@ class PATM(nn.Module):
 class WaveBlock(nn.Module):
     """Pre-norm residual block: ``x + PATM(norm1(x))``, then ``x + MLP(norm2(x))``."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, qkv_bias: bool = False, drop_path: float = 0.0,
-                 norm_layer: NormLayer = nn.BatchNorm2d, act_layer: Callable[..., nn.Module] = nn.GELU,
-                 depthwise_phase: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop_path: float = 0.0,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: Callable[..., nn.Module] = nn.GELU,
+        depthwise_phase: bool = False,
+    ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = PATM(dim, qkv_bias=qkv_bias, depthwise_phase=depthwise_phase)
@@ -97,8 +103,16 @@ class WaveBlock(nn.Module):
 class ConvNorm(nn.Module):
     """Strided conv then an optional norm: the patch embedding and the downsampling between stages."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int,
-                 norm_layer: NormLayer, use_norm: bool = True) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        norm_layer: NormLayer,
+        use_norm: bool = True,
+    ) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding)
         self.norm = norm_layer(out_chs) if use_norm else nn.Identity()
@@ -114,10 +128,20 @@ class WaveMLP(nn.Module):
     ``feature_info`` taps the last block of each stage (stride 4, 8, 16, 32).
     """
 
-    def __init__(self, depths: Sequence[int], embed_dims: Sequence[int], mlp_ratios: Sequence[float],
-                 num_classes: int = 1000, in_chans: int = 3, qkv_bias: bool = False, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, norm_layer: NormLayer = nn.BatchNorm2d,
-                 downsample_norm: bool = True, depthwise_phase: bool = False) -> None:
+    def __init__(
+        self,
+        depths: Sequence[int],
+        embed_dims: Sequence[int],
+        mlp_ratios: Sequence[float],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        qkv_bias: bool = False,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        downsample_norm: bool = True,
+        depthwise_phase: bool = False,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -130,12 +154,23 @@ class WaveMLP(nn.Module):
         for i, (depth, dim) in enumerate(zip(depths, embed_dims)):
             if i > 0:
                 stages.append(ConvNorm(embed_dims[i - 1], dim, 3, 2, 1, norm_layer, downsample_norm))
-            stages.append(nn.Sequential(*[
-                WaveBlock(dim, mlp_ratios[i], qkv_bias, drop_path_rate * (done + j) / (total - 1), norm_layer,
-                          depthwise_phase=depthwise_phase)
-                for j in range(depth)]))
+            stages.append(
+                nn.Sequential(
+                    *[
+                        WaveBlock(
+                            dim,
+                            mlp_ratios[i],
+                            qkv_bias,
+                            drop_path_rate * (done + j) / (total - 1),
+                            norm_layer,
+                            depthwise_phase=depthwise_phase,
+                        )
+                        for j in range(depth)
+                    ]
+                )
+            )
             done += depth
-            self.feature_info.append(dict(num_chs=dim, reduction=4 * 2 ** i, module=f"network.{len(stages) - 1}"))
+            self.feature_info.append(dict(num_chs=dim, reduction=4 * 2**i, module=f"network.{len(stages) - 1}"))
         self.network = nn.Sequential(*stages)
         self.norm = norm_layer(self.num_features)
         self.head = linear_head(self.num_features, num_classes)
@@ -177,55 +212,96 @@ _RELEASE = "https://github.com/huawei-noah/Efficient-AI-Backbones/releases/downl
 
 
 def _cfg(tag: str = "untrained", crop_pct: float = 0.9, **kwargs: Any) -> PretrainedCfg:
-    return PretrainedCfg(tag=tag, first_conv="patch_embed.proj", classifier="head", interpolation="bicubic",
-                         crop_pct=crop_pct, mean=IMAGENET_MEAN, std=IMAGENET_STD, license="apache-2.0",
-                         paper=_PAPER, **kwargs)
+    return PretrainedCfg(
+        tag=tag,
+        first_conv="patch_embed.proj",
+        classifier="head",
+        interpolation="bicubic",
+        crop_pct=crop_pct,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        license="apache-2.0",
+        paper=_PAPER,
+        **kwargs,
+    )
 
 
-@register_model("wavemlp", [
-    _cfg("in1k", url=f"{_RELEASE}/WaveMLP_T_dw.pth.tar",
-         published=Published(params=15_286_472, macs=2_100_000_000, top1=80.1, source=_README + " (Wave-MLP-T*)")),
-])
+@register_model(
+    "wavemlp",
+    [
+        _cfg(
+            "in1k",
+            url=f"{_RELEASE}/WaveMLP_T_dw.pth.tar",
+            published=Published(params=15_286_472, macs=2_100_000_000, top1=80.1, source=_README + " (Wave-MLP-T*)"),
+        ),
+    ],
+)
 def wavemlp_t_dw(**kwargs: Any) -> WaveMLP:
     """Wave-MLP-T*: Wave-MLP-T with 3x3 depthwise phase estimators."""
     return WaveMLP(**_SMALL, depthwise_phase=True, **kwargs)
 
 
-@register_model("wavemlp", [
-    _cfg("in1k", url=f"{_RELEASE}/WaveMLP_T.pth.tar",
-         published=Published(params=17_193_160, macs=2_400_000_000, top1=80.9, source=_README)),
-])
+@register_model(
+    "wavemlp",
+    [
+        _cfg(
+            "in1k",
+            url=f"{_RELEASE}/WaveMLP_T.pth.tar",
+            published=Published(params=17_193_160, macs=2_400_000_000, top1=80.9, source=_README),
+        ),
+    ],
+)
 def wavemlp_t(**kwargs: Any) -> WaveMLP:
     """Wave-MLP-T: depths 2-2-4-2, widths 64-128-320-512, BatchNorm."""
     return WaveMLP(**_SMALL, **kwargs)
 
 
-@register_model("wavemlp", [
-    _cfg("in1k", url=f"{_RELEASE}/WaveMLP_S.pth.tar",
-         published=Published(params=30_708_040, macs=4_500_000_000, top1=82.9, source=_README)),
-])
+@register_model(
+    "wavemlp",
+    [
+        _cfg(
+            "in1k",
+            url=f"{_RELEASE}/WaveMLP_S.pth.tar",
+            published=Published(params=30_708_040, macs=4_500_000_000, top1=82.9, source=_README),
+        ),
+    ],
+)
 def wavemlp_s(**kwargs: Any) -> WaveMLP:
     """Wave-MLP-S: depths 2-3-10-3, widths 64-128-320-512, GroupNorm(1)."""
     return WaveMLP((2, 3, 10, 3), (64, 128, 320, 512), (4, 4, 4, 4), norm_layer=GroupNorm1, **kwargs)
 
 
-@register_model("wavemlp", [
-    _cfg("in1k", url=f"{_RELEASE}/WaveMLP_M.pth.tar",
-         published=Published(params=44_056_632, macs=7_900_000_000, top1=83.3, source=_README)),
-])
+@register_model(
+    "wavemlp",
+    [
+        _cfg(
+            "in1k",
+            url=f"{_RELEASE}/WaveMLP_M.pth.tar",
+            published=Published(params=44_056_632, macs=7_900_000_000, top1=83.3, source=_README),
+        ),
+    ],
+)
 def wavemlp_m(**kwargs: Any) -> WaveMLP:
     """Wave-MLP-M: depths 3-4-18-3, widths 64-128-320-512, MLP ratios 8-8-4-4, GroupNorm(1), no norm
     after the patch embedding and downsampling convs."""
-    return WaveMLP((3, 4, 18, 3), (64, 128, 320, 512), (8, 8, 4, 4), norm_layer=GroupNorm1,
-                   downsample_norm=False, **kwargs)
+    return WaveMLP(
+        (3, 4, 18, 3), (64, 128, 320, 512), (8, 8, 4, 4), norm_layer=GroupNorm1, downsample_norm=False, **kwargs
+    )
 
 
-@register_model("wavemlp", [
-    _cfg(crop_pct=0.875, published=Published(params=63_586_360, source="parameter count of the official code"),
-         notes="The readme lists no checkpoint for Wave-MLP-B."),
-])
+@register_model(
+    "wavemlp",
+    [
+        _cfg(
+            crop_pct=0.875,
+            published=Published(params=63_586_360, source="parameter count of the official code"),
+            notes="The readme lists no checkpoint for Wave-MLP-B.",
+        ),
+    ],
+)
 def wavemlp_b(**kwargs: Any) -> WaveMLP:
     """Wave-MLP-B: depths 2-2-18-2, widths 96-192-384-768, GroupNorm(1), no norm after the patch
     embedding and downsampling convs. No official weights were released."""
-    return WaveMLP((2, 2, 18, 2), (96, 192, 384, 768), (4, 4, 4, 4), norm_layer=GroupNorm1,
-                   downsample_norm=False, **kwargs)
+    return WaveMLP(
+        (2, 2, 18, 2), (96, 192, 384, 768), (4, 4, 4, 4), norm_layer=GroupNorm1, downsample_norm=False, **kwargs
+    )

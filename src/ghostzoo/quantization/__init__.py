@@ -16,12 +16,38 @@ same export (:func:`export_int8`).
 
 from .api import calibration_batches, check_output, export_int8, quantize_to_onnx
 from .observers import OBSERVERS
-from .prepare import (SUPPORTED_FAMILIES, QuantSpec, UnsupportedModelError, calibrate, check_family,
-                      check_supported, deploy_form, prepare)
+from .prepare import (
+    SUPPORTED_FAMILIES,
+    QuantSpec,
+    UnsupportedModelError,
+    calibrate,
+    check_family,
+    check_supported,
+    deploy_form,
+    prepare,
+)
 from .qat import finetune, qat_learning_rate
 from .workflow import Agreement, QuantizeReport, compare, quantize, random_subset
 
-__all__ = ["quantize_to_onnx", "quantize", "prepare", "calibrate", "finetune", "export_int8", "compare",
-           "calibration_batches", "deploy_form", "check_supported", "check_family",
-           "check_output", "qat_learning_rate", "random_subset", "QuantSpec", "QuantizeReport", "Agreement",
-           "UnsupportedModelError", "SUPPORTED_FAMILIES", "OBSERVERS"]
+__all__ = [
+    "quantize_to_onnx",
+    "quantize",
+    "prepare",
+    "calibrate",
+    "finetune",
+    "export_int8",
+    "compare",
+    "calibration_batches",
+    "deploy_form",
+    "check_supported",
+    "check_family",
+    "check_output",
+    "qat_learning_rate",
+    "random_subset",
+    "QuantSpec",
+    "QuantizeReport",
+    "Agreement",
+    "UnsupportedModelError",
+    "SUPPORTED_FAMILIES",
+    "OBSERVERS",
+]

@@ -58,8 +58,7 @@ def scheme(spec: QuantSpec, calibration_images: int, **extra: Any) -> Dict[str, 
     }
 
 
-def export_int8(qmodel: nn.Module, output: str | os.PathLike, input_size: Optional[int] = None,
-                **facts: Any) -> Path:
+def export_int8(qmodel: nn.Module, output: str | os.PathLike, input_size: Optional[int] = None, **facts: Any) -> Path:
     """Write a calibrated (and possibly QAT-trained) fake-quantized model as the int8 ONNX file."""
     output = check_output(output)
     cfg = qmodel.pretrained_cfg
@@ -73,9 +72,14 @@ def export_int8(qmodel: nn.Module, output: str | os.PathLike, input_size: Option
     return save_proto(proto, output)
 
 
-def quantize_to_onnx(model: nn.Module, calib_loader: CalibrationData, output: str | os.PathLike,
-                     observer: str = "minmax", keep_float: Sequence[str] = (),
-                     input_size: Optional[int] = None) -> Path:
+def quantize_to_onnx(
+    model: nn.Module,
+    calib_loader: CalibrationData,
+    output: str | os.PathLike,
+    observer: str = "minmax",
+    keep_float: Sequence[str] = (),
+    input_size: Optional[int] = None,
+) -> Path:
     """Post-training int8 quantization of ``model`` into the ONNX file ``output`` (written atomically).
 
     Args:

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..deploy.runtime import write_onnx_metadata
 from .._io import console_silenced, first_line, write_bytes_atomic
+from ..deploy.runtime import write_onnx_metadata
 from ..errors import GhostzooError
 from .fake_quant import WeightFakeQuant, weight_scales
 
@@ -69,7 +69,9 @@ def _quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, a
     if scale.ndim == 1:
         shape[axis] = -1
     info = np.iinfo(zero_point.dtype)
-    q = np.rint(x.astype(np.float32) / scale.reshape(shape).astype(np.float32)) + zero_point.reshape(shape).astype(np.int64)
+    q = np.rint(x.astype(np.float32) / scale.reshape(shape).astype(np.float32)) + zero_point.reshape(shape).astype(
+        np.int64
+    )
     return np.clip(q, info.min, info.max).astype(zero_point.dtype)
 
 
@@ -120,14 +122,24 @@ def _quantize_biases(graph: Any) -> int:
                 scale = (sx * sw).astype(np.float32).reshape(-1)
                 scale = np.broadcast_to(scale, bias.shape).copy() if scale.size == 1 else scale
                 with np.errstate(over="ignore", divide="ignore"):  # only a degenerate (~1e-30) scale overflows
-                    q = np.clip(np.rint(bias / scale), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+                    q = np.clip(np.rint(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
                 base = f"{node.name or node.output[0]}.bias"  # per node: the exporter shares equal initializers
-                graph.initializer.extend([numpy_helper.from_array(q, f"{base}_int32"),
-                                          numpy_helper.from_array(scale, f"{base}_scale"),
-                                          numpy_helper.from_array(np.zeros_like(q), f"{base}_zero_point")])
-                new_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_int32", f"{base}_scale",
-                                                  f"{base}_zero_point"], [f"{base}_dq"], axis=0,
-                                                  name=f"{base}_DequantizeLinear"))
+                graph.initializer.extend(
+                    [
+                        numpy_helper.from_array(q, f"{base}_int32"),
+                        numpy_helper.from_array(scale, f"{base}_scale"),
+                        numpy_helper.from_array(np.zeros_like(q), f"{base}_zero_point"),
+                    ]
+                )
+                new_nodes.append(
+                    helper.make_node(
+                        "DequantizeLinear",
+                        [f"{base}_int32", f"{base}_scale", f"{base}_zero_point"],
+                        [f"{base}_dq"],
+                        axis=0,
+                        name=f"{base}_DequantizeLinear",
+                    )
+                )
                 node.input[2] = f"{base}_dq"
                 count += 1
         new_nodes.append(node)
@@ -156,13 +168,21 @@ def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
     with warnings.catch_warnings(), torch.no_grad(), console_silenced():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         try:
-            torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
         except torch.onnx.errors.OnnxExporterError as e:
             reason = first_line(e)
-            raise GhostzooError(f"cannot export {model.pretrained_cfg.architecture} at {input_size}px to "
-                                f"ONNX: {reason}") from None
+            raise GhostzooError(
+                f"cannot export {model.pretrained_cfg.architecture} at {input_size}px to ONNX: {reason}"
+            ) from None
     return onnx.load_from_string(buffer.getvalue())
 
 

@@ -83,8 +83,9 @@ class WeightFakeQuant:
             with torch.no_grad():
                 self.weight_scale.copy_(weight_scales(self.weight))
         zero_point = torch.zeros(self.weight_scale.shape, dtype=torch.int32, device=self.weight.device)
-        return torch.fake_quantize_per_channel_affine(self.weight, self.weight_scale, zero_point, 0,
-                                                      WEIGHT_QMIN, WEIGHT_QMAX)
+        return torch.fake_quantize_per_channel_affine(
+            self.weight, self.weight_scale, zero_point, 0, WEIGHT_QMIN, WEIGHT_QMAX
+        )
 
 
 class QuantConv2d(WeightFakeQuant, nn.Conv2d):
@@ -92,8 +93,18 @@ class QuantConv2d(WeightFakeQuant, nn.Conv2d):
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d) -> "QuantConv2d":
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
+        q = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            device="meta",
+        )
         q.weight, q.bias = conv.weight, conv.bias  # the same Parameters: QAT updates them
         q._init_weight_quant()
         return q

@@ -76,7 +76,7 @@ class HistogramObserver(Observer):
         while peak > self.radius:  # double the range: bins (2j, 2j+1) merge into the middle half
             merged = self.hist.view(-1, 2).sum(1)
             self.hist = torch.zeros_like(self.hist)
-            self.hist[self.bins // 4: 3 * self.bins // 4] = merged
+            self.hist[self.bins // 4 : 3 * self.bins // 4] = merged
             self.radius *= 2.0
         self.hist += torch.histc(x, self.bins, -self.radius, self.radius).double()
 

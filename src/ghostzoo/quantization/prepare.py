@@ -45,8 +45,16 @@ from ..registry import get_model_entry
 from .fake_quant import ActivationFakeQuant, WeightFakeQuant, quantize_module
 from .observers import create_observer
 
-SUPPORTED_FAMILIES = ("ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet", "g_ghost_regnet", "tinynet",
-                      "legonet", "versatile_filters")
+SUPPORTED_FAMILIES = (
+    "ghostnet",
+    "ghostnetv2",
+    "ghostnetv3",
+    "ghost_resnet",
+    "g_ghost_regnet",
+    "tinynet",
+    "legonet",
+    "versatile_filters",
+)
 
 
 class UnsupportedModelError(GhostzooError):
@@ -56,8 +64,21 @@ class UnsupportedModelError(GhostzooError):
 # Activations ONNX Runtime folds into the requantization of the operator before them.
 _FUSED_ACTIVATIONS = {nn.ReLU, nn.ReLU6, F.relu, torch.relu, F.relu6, "relu"}
 # Steps that only move values: they keep their input's quantization.
-_SHAPE_OPS = {nn.Flatten, nn.MaxPool2d, torch.flatten, torch.reshape, operator.getitem, F.max_pool2d,
-              "flatten", "view", "reshape", "permute", "squeeze", "unsqueeze", "transpose"}
+_SHAPE_OPS = {
+    nn.Flatten,
+    nn.MaxPool2d,
+    torch.flatten,
+    torch.reshape,
+    operator.getitem,
+    F.max_pool2d,
+    "flatten",
+    "view",
+    "reshape",
+    "permute",
+    "squeeze",
+    "unsqueeze",
+    "transpose",
+}
 # Steps that do nothing in eval mode; removed from the graph so they hide no ReLU from its producer
 # (QAT, a short fine-tune, then runs without dropout).
 _NO_OPS = {nn.Identity, nn.Dropout, F.dropout, "contiguous"}
@@ -79,8 +100,9 @@ def check_family(name: str) -> str:
     """The family of the registered model ``name``; raises :class:`UnsupportedModelError` if it has no int8 path."""
     entry = get_model_entry(name)
     if entry.family not in SUPPORTED_FAMILIES:
-        raise UnsupportedModelError(f"{entry.name} ({entry.family}) has no int8 path; supported families: "
-                                    f"{', '.join(SUPPORTED_FAMILIES)}")
+        raise UnsupportedModelError(
+            f"{entry.name} ({entry.family}) has no int8 path; supported families: {', '.join(SUPPORTED_FAMILIES)}"
+        )
     return entry.family
 
 
@@ -88,8 +110,9 @@ def check_supported(model: nn.Module) -> str:
     """The family of ``model``; raises :class:`UnsupportedModelError` for the others."""
     cfg = getattr(model, "pretrained_cfg", None)
     if cfg is None or not cfg.architecture:
-        raise GhostzooError("int8 quantization takes a ghostzoo model (from create_model); this one has no "
-                            "pretrained_cfg")
+        raise GhostzooError(
+            "int8 quantization takes a ghostzoo model (from create_model); this one has no pretrained_cfg"
+        )
     return check_family(cfg.architecture)
 
 
@@ -112,7 +135,7 @@ def _vconv_as_conv(m: VConv2d) -> nn.Conv2d:
     conv = nn.Conv2d(m.in_chs, m.out_chs, k, m.stride, m.padding, bias=m.bias is not None)
     weight = torch.zeros_like(conv.weight)
     for s in range(m.num_scales):
-        weight[s * block:(s + 1) * block, :, s:k - s, s:k - s] = m.weight[:, :, s:k - s, s:k - s]
+        weight[s * block : (s + 1) * block, :, s : k - s, s : k - s] = m.weight[:, :, s : k - s, s : k - s]
     conv.weight.copy_(weight)
     if m.bias is not None:
         conv.bias.copy_(m.bias)
@@ -178,11 +201,20 @@ def _is_float_tensor(node: torch.fx.Node) -> bool:
     return isinstance(meta, TensorMetadata) and meta.dtype.is_floating_point
 
 
-def _quantize_weights(gm: torch.fx.GraphModule, modules: Dict[str, nn.Module], nodes: List[torch.fx.Node],
-                      kept: Set[torch.fx.Node], spec: QuantSpec) -> None:
+def _quantize_weights(
+    gm: torch.fx.GraphModule,
+    modules: Dict[str, nn.Module],
+    nodes: List[torch.fx.Node],
+    kept: Set[torch.fx.Node],
+    spec: QuantSpec,
+) -> None:
     """Swap every quantizable layer not ``kept`` float for its weight-fake-quantized form, counting both."""
     for n in nodes:
-        if n.op != "call_module" or n.target in spec.float_layers or isinstance(gm.get_submodule(n.target), WeightFakeQuant):
+        if (
+            n.op != "call_module"
+            or n.target in spec.float_layers
+            or isinstance(gm.get_submodule(n.target), WeightFakeQuant)
+        ):
             continue  # a module called more than once is converted once
         quantized = None if n in kept else quantize_module(modules[n.target])
         if quantized is not None:
@@ -192,8 +224,9 @@ def _quantize_weights(gm: torch.fx.GraphModule, modules: Dict[str, nn.Module], n
             spec.float_layers.append(str(n.target))
 
 
-def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str] = (),
-            input_size: Optional[int] = None) -> torch.fx.GraphModule:
+def prepare(
+    model: nn.Module, observer: str = "minmax", keep_float: Sequence[str] = (), input_size: Optional[int] = None
+) -> torch.fx.GraphModule:
     """The fake-quantized deploy form of ``model``, its activation quantizers observing (uncalibrated).
 
     The result carries ``pretrained_cfg`` and ``num_classes`` of ``model`` and a :class:`QuantSpec`
@@ -207,8 +240,9 @@ def prepare(model: nn.Module, observer: str = "minmax", keep_float: Sequence[str
     try:
         gm = torch.fx.symbolic_trace(float_model)
     except Exception as e:  # noqa: BLE001 -- fx raises many types on code it cannot trace
-        raise UnsupportedModelError(f"{cfg.architecture}: its graph cannot be traced for int8 "
-                                    f"({type(e).__name__}: {first_line(e)})") from None
+        raise UnsupportedModelError(
+            f"{cfg.architecture}: its graph cannot be traced for int8 ({type(e).__name__}: {first_line(e)})"
+        ) from None
     modules = dict(gm.named_modules())
     _remove_no_ops(gm, modules)
     size = input_size or cfg.input_size[-1]

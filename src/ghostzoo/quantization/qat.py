@@ -25,9 +25,16 @@ def qat_learning_rate(batch_size: int, recipe: str = "ghostnet") -> float:
     return QAT_LR_FACTOR * r["lr_base"] * batch_size / r["lr_base_batch"]
 
 
-def finetune(qmodel: nn.Module, data: str | os.PathLike, epochs: int, output_dir: str | os.PathLike,
-             lr: Optional[float] = None, batch_size: int = 64, recipe: str = "ghostnet", **train_args: Any
-             ) -> Dict[str, Any]:
+def finetune(
+    qmodel: nn.Module,
+    data: str | os.PathLike,
+    epochs: int,
+    output_dir: str | os.PathLike,
+    lr: Optional[float] = None,
+    batch_size: int = 64,
+    recipe: str = "ghostnet",
+    **train_args: Any,
+) -> Dict[str, Any]:
     """Train the calibrated fake-quantized ``qmodel`` in place on ``data`` for ``epochs``.
 
     ``train_args`` go to :class:`ghostzoo.engine.TrainConfig` (``workers``, ``seed``,
@@ -35,8 +42,17 @@ def finetune(qmodel: nn.Module, data: str | os.PathLike, epochs: int, output_dir
     ``summary.json`` go to ``output_dir``, as for any training run; returns the summary.
     """
     cfg = qmodel.pretrained_cfg
-    config = TrainConfig(model=cfg.architecture, data=str(data), output_dir=str(output_dir), recipe=recipe,
-                         epochs=epochs, batch_size=batch_size,
-                         lr=lr if lr is not None else qat_learning_rate(batch_size, recipe),
-                         warmup_epochs=0.0, ema=False, img_size=cfg.input_size[-1], **train_args)
+    config = TrainConfig(
+        model=cfg.architecture,
+        data=str(data),
+        output_dir=str(output_dir),
+        recipe=recipe,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr if lr is not None else qat_learning_rate(batch_size, recipe),
+        warmup_epochs=0.0,
+        ema=False,
+        img_size=cfg.input_size[-1],
+        **train_args,
+    )
     return train(config, model=qmodel)

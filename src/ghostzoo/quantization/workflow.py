@@ -62,15 +62,22 @@ class Agreement:
 
 
 @torch.no_grad()
-def compare(fp32: nn.Module, int8: nn.Module, loader: DataLoader, target_map: Optional[Sequence[int]] = None,
-            labelled: bool = True, progress: bool = False) -> Agreement:
+def compare(
+    fp32: nn.Module,
+    int8: nn.Module,
+    loader: DataLoader,
+    target_map: Optional[Sequence[int]] = None,
+    labelled: bool = True,
+    progress: bool = False,
+) -> Agreement:
     """Top-1 agreement of both models over ``loader``'s ``(images, targets, skipped)``, and their
     top-1 accuracies when ``labelled`` (``target_map``: dataset label -> model output index)."""
     fp32.eval()
     same = hits_fp32 = hits_int8 = seen = 0
     mapping = torch.tensor(target_map) if target_map is not None else None
-    for images, targets, _ in tqdm(loader, desc="compare", unit="batch", disable=None if progress else True,
-                                   leave=False):
+    for images, targets, _ in tqdm(
+        loader, desc="compare", unit="batch", disable=None if progress else True, leave=False
+    ):
         if images is None:
             continue
         a, b = fp32(images).argmax(1), int8(images).argmax(1)
@@ -104,12 +111,27 @@ class QuantizeReport:
         return asdict(self)
 
 
-def quantize(model: nn.Module, calib_data: str | os.PathLike, output: str | os.PathLike, calib_split: str = "train",
-             calib_size: int = 256, observer: str = "minmax", keep_float: Sequence[str] = (), qat_epochs: int = 0,
-             train_data: Optional[str | os.PathLike] = None, lr: Optional[float] = None, batch_size: int = 64,
-             check_split: Optional[str] = "val", check_size: Optional[int] = None, workers: int = 2, seed: int = 0,
-             qat_dir: Optional[str | os.PathLike] = None, train_split: str = "train", val_split: str = "val",
-             progress: bool = False) -> QuantizeReport:
+def quantize(
+    model: nn.Module,
+    calib_data: str | os.PathLike,
+    output: str | os.PathLike,
+    calib_split: str = "train",
+    calib_size: int = 256,
+    observer: str = "minmax",
+    keep_float: Sequence[str] = (),
+    qat_epochs: int = 0,
+    train_data: Optional[str | os.PathLike] = None,
+    lr: Optional[float] = None,
+    batch_size: int = 64,
+    check_split: Optional[str] = "val",
+    check_size: Optional[int] = None,
+    workers: int = 2,
+    seed: int = 0,
+    qat_dir: Optional[str | os.PathLike] = None,
+    train_split: str = "train",
+    val_split: str = "val",
+    progress: bool = False,
+) -> QuantizeReport:
     """PTQ of ``model`` on ``calib_size`` images of ``calib_data``, then (``qat_epochs`` > 0) QAT on
     ``train_data``, written to ``output``; then float vs int8 on ``check_split`` of ``calib_data``
     (``check_size`` images, all by default; ``None`` split: on the calibration images).
@@ -123,16 +145,25 @@ def quantize(model: nn.Module, calib_data: str | os.PathLike, output: str | os.P
     transform = create_transform(cfg)
     calib = random_subset(calibration_set(calib_data, calib_split, transform), calib_size, seed)
     qmodel = prepare(model, observer, keep_float)
-    seen = calibrate(qmodel, (batch for batch, _, _ in _loader(calib, CALIBRATION_BATCH, workers)
-                              if batch is not None))
+    seen = calibrate(qmodel, (batch for batch, _, _ in _loader(calib, CALIBRATION_BATCH, workers) if batch is not None))
     report = QuantizeReport(cfg.architecture, str(output), observer, seen, list(keep_float), qat_epochs)
     facts = scheme(qmodel.quant_spec, seen)
     if qat_epochs:
         lr = lr if lr is not None else qat_learning_rate(batch_size)
         with tempfile.TemporaryDirectory() as tmp:
-            report.qat = finetune(qmodel, train_data, qat_epochs, qat_dir or Path(tmp) / "qat", lr=lr,
-                                  batch_size=batch_size, workers=workers, seed=seed, train_split=train_split,
-                                  val_split=val_split, progress=progress)
+            report.qat = finetune(
+                qmodel,
+                train_data,
+                qat_epochs,
+                qat_dir or Path(tmp) / "qat",
+                lr=lr,
+                batch_size=batch_size,
+                workers=workers,
+                seed=seed,
+                train_split=train_split,
+                val_split=val_split,
+                progress=progress,
+            )
         facts.update(qat_epochs=qat_epochs, qat_lr=lr, qat_data=str(train_data))
     export_int8(qmodel, output, **facts)
     report.file_bytes = output.stat().st_size
