@@ -60,7 +60,8 @@ def _backends(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ghostzoo",
-        description="Huawei Noah's efficient backbones: list, inspect, predict, validate, train, quantize, export, benchmark.",
+        description="Huawei Noah's efficient backbones: list, inspect, predict, validate, train, "
+        "quantize, export, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"ghostzoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
