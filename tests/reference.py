@@ -1,7 +1,11 @@
-"""Reference models for parity tests."""
+"""Reference models for parity tests, and weights that make a fresh model's numbers mean something."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable, Tuple
+
+import timm
 import torch
 
 
@@ -27,3 +31,44 @@ def randomize_layernorm(model: torch.nn.Module) -> torch.nn.Module:
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
     return model
+
+
+def calibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """Set every BatchNorm's running statistics to those of ``x`` (one forward in training mode) and
+    give it non-identity affine values; the model is left in eval mode.
+
+    Freshly initialised networks can shrink the signal layer after layer (LegoNet's lego filters do,
+    to 1e-28 at the last stage), so that their outputs no longer depend on the input and any
+    comparison of them passes; normalising with the real statistics keeps every layer's output of
+    order one.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one batch, that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+        if m.affine:
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+    return model.eval()
+
+
+def timm_checkpoint(
+    timm_name: str,
+    folder: Path,
+    randomize: Callable[[torch.nn.Module], torch.nn.Module] = randomize_batchnorm,
+) -> Tuple[torch.nn.Module, Path]:
+    """timm's ``timm_name`` (seeded, its norms given real values by ``randomize``) in eval mode, and its
+    state_dict saved in ``folder``: a checkpoint with timm's keys, as timm's weights come."""
+    torch.manual_seed(0)
+    reference = randomize(timm.create_model(timm_name).eval())
+    path = Path(folder) / f"timm_{timm_name}.pth"
+    torch.save(reference.state_dict(), path)
+    return reference, path

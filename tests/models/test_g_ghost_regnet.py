@@ -1,4 +1,5 @@
-"""G-Ghost RegNet: official parity for all twelve sizes, released checkpoints, model surface."""
+"""G-Ghost RegNet: official parity for all twelve sizes, released checkpoints, stage kinds, odd input
+sizes (the model surface: tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def test_released_checkpoints_and_published_numbers():
     for name, (file, params, flops, top1) in RELEASED.items():
         cfg = ghostzoo.get_pretrained_cfg(name)
         assert cfg.tag == "in1k"
-        assert cfg.url == f"https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/g_ghost_regnet/{file}"
+        assert (
+            cfg.url == f"https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download/g_ghost_regnet/{file}"
+        )
         assert cfg.published.top1 == top1 and cfg.published.macs == flops
         assert cfg.published.params == pytest.approx(params, rel=0.005)  # the table rounds to 0.1M
 
@@ -63,28 +66,22 @@ def test_stage_kinds_follow_the_official_rule():
     assert [isinstance(getattr(model, f"layer{i}"), GGhostStage) for i in range(1, 5)] == [False, True, True, False]
 
 
-def test_features_only_any_input_size_and_batch_1(tmp_path):
+def test_any_input_size_and_batch_1():
+    """Odd, non-square inputs: every stride-2 stage rounds up."""
     model = ghostzoo.create_model("g_ghost_regnetx_002").eval()
-    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
-    torch.save(model.state_dict(), tmp_path / "w.pth")
-    backbone = ghostzoo.create_model("g_ghost_regnetx_002", checkpoint_path=tmp_path / "w.pth",
-                                     features_only=True).eval()
+    backbone = ghostzoo.create_model("g_ghost_regnetx_002", features_only=True).eval()
     x = torch.randn(1, 3, 65, 97)
     with torch.no_grad():
+        y = model(x)
         maps = backbone(x)
-        torch.testing.assert_close(maps[-1], model.forward_features(x))
-        assert model(x).shape == (1, 1000)
-    assert [m.shape[1] for m in maps] == [f["num_chs"] for f in model.feature_info] == [32, 24, 56, 152, 368]
-    assert [tuple(m.shape[-2:]) for m in maps] == [(33, 49), (17, 25), (9, 13), (5, 7), (3, 4)]
-
-
-def test_reset_classifier_and_pre_logits():
-    model = ghostzoo.create_model("g_ghost_regnetx_002", num_classes=10).eval()
-    x = torch.randn(1, 3, 64, 64)
-    assert model(x).shape == (1, 10)
-    model.reset_classifier(3)
-    assert model.num_classes == 3 and model(x).shape == (1, 3)
-    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, 368)
+    assert y.shape == (1, 1000) and torch.isfinite(y).all()
+    assert [(m.shape[1], *m.shape[-2:]) for m in maps] == [
+        (32, 33, 49),
+        (24, 17, 25),
+        (56, 9, 13),
+        (152, 5, 7),
+        (368, 3, 4),
+    ]
 
 
 def test_cli_lists_and_profiles(capsys):

@@ -1,4 +1,5 @@
-"""Ghost-ResNet-50: parity with the official ghost_resnet.py, its documented quirks, model surface."""
+"""Ghost-ResNet-50: parity with the official ghost_resnet.py, its documented quirks, the paper's numbers
+(the model surface: tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import ghostzoo
 from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
-from golden import check_golden, load_golden
+from golden import check_golden
 
 OFFICIAL_PARAMS = 14_218_472
 
@@ -20,11 +21,11 @@ def test_matches_official_logits(tmp_path):
     check_golden("ghost_resnet50", tmp_path)
 
 
-def test_sizes_match_official_and_published():
+def test_published_numbers():
+    # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     cfg = ghostzoo.get_pretrained_cfg("ghost_resnet50")
+    assert cfg.published.params == OFFICIAL_PARAMS
     prof = profile_model(ghostzoo.create_model("ghost_resnet50"))
-    assert prof.params == load_golden("ghost_resnet50")["params"] == OFFICIAL_PARAMS == cfg.published.params
-    assert prof.macs == load_golden("ghost_resnet50")["macs_batch1"]["value"]
     assert prof.conv_linear_macs == pytest.approx(cfg.published.macs, rel=0.02)  # paper: 1.2B (s=4)
     assert cfg.published.top1 == 74.1 and not cfg.has_weights
 
@@ -50,29 +51,17 @@ def test_docstring_and_info_document_the_difference_from_the_paper(capsys):
     assert "no BatchNorm" in out and "unused" in out and "weight1" in out
 
 
-def test_any_input_size_batch_1_and_features_only(tmp_path):
+def test_any_input_size_and_batch_1():
     model = ghostzoo.create_model("ghost_resnet50").eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 97, 130)).shape == (1, 1000)
-    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
-    torch.save(model.state_dict(), tmp_path / "w.pth")
-    backbone = ghostzoo.create_model("ghost_resnet50", checkpoint_path=tmp_path / "w.pth", features_only=True,
-                                     out_indices=(1, 2, 3, 4)).eval()
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        maps = backbone(x)
-        torch.testing.assert_close(maps[-1], model.forward_features(x))
-    assert [m.shape[1] for m in maps] == [256, 512, 1024, 2048]
-    assert [tuple(m.shape[-2:]) for m in maps] == [(16, 24), (8, 12), (4, 6), (2, 3)]
-
-
-def test_reset_classifier_and_pre_logits():
-    model = ghostzoo.create_model("ghost_resnet50", num_classes=37).eval()
-    x = torch.randn(1, 3, 64, 64)
-    assert model(x).shape == (1, 37)
-    model.reset_classifier(0)
-    assert model(x).shape == (1, 2048)
-    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, 2048)
+    assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [
+        (64, 2),
+        (256, 4),
+        (512, 8),
+        (1024, 16),
+        (2048, 32),
+    ]
 
 
 def test_cli_lists_and_profiles(capsys):

@@ -1,9 +1,9 @@
-"""GhostNetV2: official parity, release and timm checkpoints, DFC attention on any input size."""
+"""GhostNetV2: official parity, release and timm checkpoints, DFC attention on any input size (the
+model surface: tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
 
 import ghostzoo
@@ -11,7 +11,7 @@ from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, golden_weights_module, load_golden, relative_error
-from reference import randomize_batchnorm
+from reference import timm_checkpoint
 
 WIDTHS = ["ghostnetv2_100", "ghostnetv2_130", "ghostnetv2_160"]
 OFFICIAL_PARAMS = {"ghostnetv2_100": 6_156_908, "ghostnetv2_130": 8_960_404, "ghostnetv2_160": 12_392_698}
@@ -20,11 +20,7 @@ OFFICIAL_PARAMS = {"ghostnetv2_100": 6_156_908, "ghostnetv2_130": 8_960_404, "gh
 @pytest.fixture(scope="module")
 def timm_and_ours(tmp_path_factory):
     """timm's GhostNetV2 1.0x (BN given real statistics) and ours loaded from its state_dict."""
-    torch.manual_seed(0)
-    reference = timm.create_model("ghostnetv2_100", pretrained=False).eval()
-    randomize_batchnorm(reference)
-    path = tmp_path_factory.mktemp("timm") / "timm_ghostnetv2_100.pth"
-    torch.save(reference.state_dict(), path)
+    reference, path = timm_checkpoint("ghostnetv2_100", tmp_path_factory.mktemp("timm"))
     return reference, ghostzoo.create_model("ghostnetv2_100", checkpoint_path=path).eval()
 
 
@@ -34,11 +30,11 @@ def test_matches_official_logits(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", WIDTHS)
-def test_sizes_match_official_and_published(name):
+def test_published_numbers(name):
+    # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     cfg = ghostzoo.get_pretrained_cfg(name)
+    assert cfg.published.params == OFFICIAL_PARAMS[name]
     prof = profile_model(ghostzoo.create_model(name))
-    assert prof.params == load_golden(name)["params"] == OFFICIAL_PARAMS[name] == cfg.published.params
-    assert prof.macs == load_golden(name)["macs_batch1"]["value"]  # fvcore's count of the official model
     assert prof.conv_linear_macs == pytest.approx(cfg.published.macs, rel=0.01)  # the paper's FLOPs
 
 
@@ -85,25 +81,15 @@ def test_any_input_size_from_32_at_batch_1(size, timm_and_ours):
     torch.testing.assert_close(single, full[1:2], rtol=1e-4, atol=1e-5)
 
 
-def test_features_only_and_feature_info():
-    model = ghostzoo.create_model("ghostnetv2_100")
-    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
-    backbone = ghostzoo.create_model("ghostnetv2_100", features_only=True, out_indices=(1, 2, 3, 4)).eval()
-    with torch.no_grad():
-        maps = backbone(torch.randn(1, 3, 96, 128))
-    assert [m.shape[1] for m in maps] == [f["num_chs"] for f in model.feature_info[1:]] == [24, 40, 112, 960]
-    assert [tuple(m.shape[-2:]) for m in maps] == [(24, 32), (12, 16), (6, 8), (3, 4)]
-
-
-def test_forward_head_and_reset_classifier():
-    model = ghostzoo.create_model("ghostnetv2_100").eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        feats = model.forward_features(x)
-        assert model.forward_head(feats, pre_logits=True).shape == (1, 1280)
-        torch.testing.assert_close(model.forward_head(feats), model(x))
-    model.reset_classifier(10)
-    assert model.num_classes == 10 and model(x).shape == (1, 10)
+def test_feature_info(timm_and_ours):
+    _, model = timm_and_ours
+    assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [
+        (16, 2),
+        (24, 4),
+        (40, 8),
+        (112, 16),
+        (960, 32),
+    ]
 
 
 def test_cli_lists_and_profiles(capsys):

@@ -1,5 +1,6 @@
 """GhostNetV3: official parity in the training form, reparameterize() to the deploy form on every
-width, the EMA default of the release file, timm's keys, batch size 1."""
+width, the EMA default of the release file, timm's keys, batch size 1 (the model surface:
+tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import copy
 import json
 
 import pytest
-import timm
 import torch
 
 import ghostzoo
@@ -15,11 +15,15 @@ from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
 from golden import golden_weights_module, load_golden, relative_error, save_golden_checkpoint
-from reference import randomize_batchnorm
+from reference import timm_checkpoint
 
 WIDTHS = ["ghostnetv3_050", "ghostnetv3_100", "ghostnetv3_130", "ghostnetv3_160"]
-OFFICIAL_PARAMS = {"ghostnetv3_050": 3_395_384, "ghostnetv3_100": 8_129_028,
-                   "ghostnetv3_130": 12_217_720, "ghostnetv3_160": 17_275_700}
+OFFICIAL_PARAMS = {
+    "ghostnetv3_050": 3_395_384,
+    "ghostnetv3_100": 8_129_028,
+    "ghostnetv3_130": 12_217_720,
+    "ghostnetv3_160": 17_275_700,
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,8 @@ def test_training_form_matches_official_logits(name, golden_models):
     model, x, ref = golden_models(name)
     with torch.no_grad():
         assert relative_error(model(x), ref) <= 1e-4
-    assert ghostzoo.count_params(model) == load_golden(name)["params"] == OFFICIAL_PARAMS[name]
-    assert ghostzoo.get_pretrained_cfg(name).published.params == OFFICIAL_PARAMS[name]
+    assert model.drop_rate == 0.0  # the official forward applies no head dropout
+    assert ghostzoo.get_pretrained_cfg(name).published.params == OFFICIAL_PARAMS[name]  # = the model's: contract test
 
 
 @pytest.mark.parametrize("name", WIDTHS)
@@ -58,8 +62,9 @@ def test_reparameterize_gives_the_official_deploy_form(name, golden_models):
         y = model(x)
     assert relative_error(y, ref) <= 1e-4
     deploy = g["reparameterized"]
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == \
-        {k: v["shape"] for k, v in deploy["manifest"].items()}
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == {
+        k: v["shape"] for k, v in deploy["manifest"].items()
+    }
     prof = profile_model(model)
     assert prof.params == deploy["params"] < g["params"]
     assert prof.macs == deploy["macs_batch1"] < g["macs_batch1"]["value"]
@@ -108,12 +113,8 @@ def test_release_file_defaults_to_ema_weights(tmp_path):
 def test_timm_keys_load_and_give_identical_logits(tmp_path):
     """timm names a branch's BatchNorm bn1 where the official code says bn; its file is a bare
     state_dict, which loads although the cfg prefers EMA weights."""
-    torch.manual_seed(0)
-    reference = timm.create_model("ghostnetv3_050", pretrained=False).eval()
-    randomize_batchnorm(reference)
+    reference, path = timm_checkpoint("ghostnetv3_050", tmp_path)
     assert any(".primary_rpr_conv.0.bn1." in k for k in reference.state_dict())
-    path = tmp_path / "timm_ghostnetv3_050.pth"
-    torch.save(reference.state_dict(), path)
     model = ghostzoo.create_model("ghostnetv3_050", checkpoint_path=path).eval()
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
@@ -130,15 +131,6 @@ def test_batch_size_1_keeps_its_shape_in_both_forms(golden_models):
             y = m(x[1:2])
             assert y.shape == (1, 1000)
             assert relative_error(y, ref[1:2]) <= 1e-4
-
-
-def test_reset_classifier_and_pre_logits():
-    model = ghostzoo.create_model("ghostnetv3_050").eval()
-    assert model.drop_rate == 0.0  # the official forward applies no head dropout
-    model.reset_classifier(5)
-    x = torch.randn(1, 3, 64, 64)
-    assert model(x).shape == (1, 5)
-    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, 1280)
 
 
 def test_cfgs_and_cli(capsys, tmp_path):

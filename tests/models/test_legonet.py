@@ -1,4 +1,5 @@
-"""LegoNet: official parity (CIFAR-10 Lego-VGG-16), sizes, the LegoConv2d layer and the surface."""
+"""LegoNet: official parity (CIFAR-10 Lego-VGG-16), the published numbers, the LegoConv2d layer, other
+input sizes (the model surface: tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,18 @@ import torch
 
 import ghostzoo
 from ghostzoo.layers import LegoConv2d
-from ghostzoo.profile import profile_model
 
-from golden import check_golden, load_golden
+from golden import check_golden
 
 
 def test_matches_official_logits(tmp_path):
     check_golden("lego_vgg16", tmp_path)
 
 
-def test_sizes_match_official_and_published():
+def test_published_numbers():
+    # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     model = ghostzoo.create_model("lego_vgg16")
-    golden, cfg = load_golden("lego_vgg16"), ghostzoo.get_pretrained_cfg("lego_vgg16")
-    prof = profile_model(model, (3, 32, 32))
-    assert prof.params == golden["params"] == cfg.published.params
-    assert prof.macs == golden["macs_batch1"]["value"]
+    cfg = ghostzoo.get_pretrained_cfg("lego_vgg16")
     # official README: 93.88% on CIFAR-10 and "the lego filters occupy ~3.8M parameters"
     assert cfg.published.top1 == 93.88
     legos = sum(m.lego.numel() for m in model.modules() if isinstance(m, LegoConv2d))
@@ -53,9 +51,11 @@ def test_lego_conv_uses_the_chosen_legos_only_and_learns_the_choice():
     conv.zero_grad()
     conv(x).square().sum().backward()
     chosen = torch.zeros_like(conv.aux_combination, dtype=torch.bool).scatter_(
-        2, conv.aux_combination.argmax(2, keepdim=True), True)
-    torch.testing.assert_close(conv.aux_combination.grad[chosen],
-                               (conv.aux_coefficients.grad * conv.aux_coefficients)[chosen])
+        2, conv.aux_combination.argmax(2, keepdim=True), True
+    )
+    torch.testing.assert_close(
+        conv.aux_combination.grad[chosen], (conv.aux_coefficients.grad * conv.aux_coefficients)[chosen]
+    )
     assert (conv.aux_coefficients.grad[~chosen] == 0).all()
     assert (conv.aux_combination.grad[~chosen] != 0).any()
 
@@ -73,24 +73,13 @@ def test_input_sizes(size):
     assert y.shape == (2, 10) and torch.isfinite(y).all()
 
 
-def test_forward_features_head_and_reset_classifier():
-    model = ghostzoo.create_model("lego_vgg16").eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        feats = model.forward_features(x)
-        assert feats.shape == (2, 512, 1, 1)
-        pre = model.forward_head(feats, pre_logits=True)
-        torch.testing.assert_close(model.classifier(pre), model(x))
-    model.reset_classifier(100)
-    assert model.num_classes == 100 and model(x).shape == (2, 100)
-    model.reset_classifier(0)
-    assert model(x).shape == (2, 512)
-
-
-def test_features_only():
-    backbone = ghostzoo.create_model("lego_vgg16", features_only=True).eval()
-    assert [f["reduction"] for f in backbone.feature_info] == [1, 2, 4, 8, 16, 32]
-    with torch.no_grad():
-        maps = backbone(torch.randn(1, 3, 32, 32))
-    assert [m.shape[1] for m in maps] == [64, 128, 256, 512, 512, 512]
-    assert [m.shape[-1] for m in maps] == [32, 16, 8, 4, 2, 1]
+def test_feature_info():
+    model = ghostzoo.create_model("lego_vgg16")
+    assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [
+        (64, 1),
+        (128, 2),
+        (256, 4),
+        (512, 8),
+        (512, 16),
+        (512, 32),
+    ]

@@ -1,4 +1,5 @@
-"""TNT: official parity, timm's renamed checkpoints, other resolutions, sizes and the model surface."""
+"""TNT: official parity, timm's renamed checkpoints, other resolutions, sizes (the model surface:
+tests/test_model_contract.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import ghostzoo
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
-from reference import randomize_layernorm
+from reference import randomize_layernorm, timm_checkpoint
 
 NAMES = ["tnt_s_patch16_224", "tnt_b_patch16_224"]
 # all parameters, the frozen, unused ``outer_tokens`` of the official model included (issue 4)
@@ -23,11 +24,7 @@ OFFICIAL_PARAMS = {"tnt_s_patch16_224": 23_843_848, "tnt_b_patch16_224": 65_554_
 def timm_tnt_s(tmp_path_factory):
     """A timm ``tnt_s_patch16_224`` with non-trivial LayerNorms, its checkpoint (timm's keys), and
     ours loaded from that checkpoint."""
-    torch.manual_seed(0)
-    reference = timm.create_model("tnt_s_patch16_224").eval()
-    randomize_layernorm(reference)
-    path = tmp_path_factory.mktemp("timm") / "tnt_s.pth"
-    torch.save(reference.state_dict(), path)
+    reference, path = timm_checkpoint("tnt_s_patch16_224", tmp_path_factory.mktemp("timm"), randomize_layernorm)
     return reference, path, ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path).eval()
 
 
@@ -37,12 +34,11 @@ def test_matches_official_logits(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_params_match_official_and_published(name):
+def test_published_and_trainable_params_match_official(name):
     with torch.device("meta"):
         model = ghostzoo.create_model(name)
     golden = load_golden(name)
-    assert ghostzoo.count_params(model) == golden["params"] == OFFICIAL_PARAMS[name]
-    assert ghostzoo.get_pretrained_cfg(name).published.params == OFFICIAL_PARAMS[name]
+    assert ghostzoo.get_pretrained_cfg(name).published.params == OFFICIAL_PARAMS[name]  # = the model's: contract test
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == golden["params_trainable"] == OFFICIAL_PARAMS[name] - model.outer_tokens.numel()
 
@@ -105,32 +101,8 @@ def test_non_square_input_and_batch_1_equals_batch_row(timm_tnt_s):
     torch.testing.assert_close(single, full[1:2], rtol=1e-4, atol=1e-5)
 
 
-def test_forward_features_head_pre_logits_and_reset_classifier():
-    model = ghostzoo.create_model("tnt_s_patch16_224", num_classes=10, drop_rate=0.1).eval()
-    assert model.head.out_features == 10 and model.drop_rate == 0.1
-    x = torch.randn(2, 3, 128, 112)
-    with torch.no_grad():
-        tokens = model.forward_features(x)
-        assert tokens.shape == (2, 1 + 8 * 7, 384)
-        pre = model.forward_head(tokens, pre_logits=True)
-        torch.testing.assert_close(pre, tokens[:, 0])
-        torch.testing.assert_close(model.head(pre), model(x))
-    model.reset_classifier(0)
-    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 384)
-
-
-def test_features_only_gives_patch_maps(timm_tnt_s):
-    _, path, model = timm_tnt_s
-    assert [f["reduction"] for f in model.feature_info] == [16] * 12
-    backbone = ghostzoo.create_model("tnt_s_patch16_224", checkpoint_path=path, features_only=True,
-                                     out_indices=(3, 7, 11)).eval()
-    assert backbone.feature_info == [model.feature_info[i] for i in (3, 7, 11)]
-    x = torch.randn(1, 3, 160, 128)
-    with torch.no_grad():
-        maps = backbone(x)
-        tokens = model.forward_features(x)
-    assert [m.shape for m in maps] == [(1, 384, 10, 8)] * 3
-    last = model.norm(maps[-1].flatten(2).transpose(1, 2))
-    torch.testing.assert_close(last, tokens[:, 1:])
+def test_feature_info_and_shallow_features_only(timm_tnt_s):
+    model = timm_tnt_s[2]
+    assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [(384, 16)] * 12
     shallow = ghostzoo.create_model("tnt_s_patch16_224", features_only=True, out_indices=(0,))
     assert len(shallow.model.blocks) == 1 and isinstance(shallow.model.head, torch.nn.Identity)
