@@ -14,22 +14,30 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import numpy_helper
+from test_cli import assert_one_line_error
 
 import ghostzoo
+from ghostzoo._runtime import int8_dot_products_exact
 from ghostzoo.cli import main
 from ghostzoo.data import build_dataset, create_transform, find_images, read_image
 from ghostzoo.deploy.runtime import OnnxRuntimeModel, load_exported
 from ghostzoo.errors import GhostzooError
 from ghostzoo.inference import demo_images
-from ghostzoo.quantization import (UnsupportedModelError, calibrate, deploy_form, export_int8, finetune, prepare,
-                                   quantize_to_onnx)
+from ghostzoo.quantization import (
+    UnsupportedModelError,
+    calibrate,
+    deploy_form,
+    export_int8,
+    finetune,
+    prepare,
+    quantize_to_onnx,
+)
 from ghostzoo.quantization.export import int8_proto, save_proto
 from ghostzoo.quantization.fake_quant import QuantConv2d
 from ghostzoo.quantization.observers import MinMaxObserver, MSEObserver, PercentileObserver, qparams
 
 from conftest import DATA_DIR, require
 from reference import randomize_batchnorm
-from test_cli import assert_one_line_error
 
 IMAGENETTE = DATA_DIR / "imagenette-160"
 AGREEMENT_THRESHOLD = 0.90  # int8 vs fp32 top-1, ghostnet_100.imagenette on real photos
@@ -71,6 +79,14 @@ def imagenette_int8(tmp_path_factory):
     return model, qmodel, proto, path
 
 
+# Where int8 dot products saturate (x86 without VNNI), ONNX Runtime's int8 kernels compute something
+# other than the fake-quantized model: the comparisons with it can only hold on an exact CPU.
+needs_exact_int8 = pytest.mark.skipif(
+    not int8_dot_products_exact(),
+    reason="this CPU has no VNNI: ONNX Runtime's int8 kernels saturate (see docs/int8.md)",
+)
+
+
 def test_file_round_trips(imagenette_int8):
     model, qmodel, proto, path = imagenette_int8
     runtime = load_exported(path, "ghostnet_100")
@@ -80,16 +96,25 @@ def test_file_round_trips(imagenette_int8):
     x = _images(IMAGENETTE, "val", 8, create_transform(model.pretrained_cfg))
     (expected,) = in_memory.run(None, {"input": x.numpy()})
     assert np.array_equal(runtime(x.contiguous(memory_format=torch.channels_last)).numpy(), expected)
-    with torch.no_grad():  # and the file computes what the fake-quantized model computes
-        assert torch.equal(qmodel(x).argmax(1), torch.from_numpy(expected).argmax(1))
+
+
+@needs_exact_int8
+def test_file_computes_what_the_fake_quantized_model_computes(imagenette_int8):
+    model, qmodel, _, path = imagenette_int8
+    x = _images(IMAGENETTE, "val", 8, create_transform(model.pretrained_cfg))
+    with torch.no_grad():
+        assert torch.equal(qmodel(x).argmax(1), load_exported(path)(x).argmax(1))
 
 
 def test_weights_are_int8_per_channel_and_activations_uint8(imagenette_int8):
     model, qmodel, _, path = imagenette_int8
     graph = onnx.load(str(path)).graph
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    float_weights = {n: m.weight.detach().numpy() for n, m in deploy_form(model).named_modules()
-                     if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    float_weights = {
+        n: m.weight.detach().numpy()
+        for n, m in deploy_form(model).named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    }
     weights = activations = 0
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and consts.get(node.input[0], np.zeros(0, np.float32)).dtype == np.int8:
@@ -121,12 +146,14 @@ def test_onnx_runtime_runs_int8_kernels(imagenette_int8, tmp_path):
     assert ops["QuantizeLinear"] + ops["DequantizeLinear"] <= 16  # only around the 7 float hard-sigmoids + I/O
 
 
+@needs_exact_int8
 def test_int8_agrees_with_fp32_on_real_photos(imagenette_int8):
     model, _, _, path = imagenette_int8
     transform = create_transform(model.pretrained_cfg)
     demo, _ = find_images([demo_images()])
-    x = torch.cat([torch.stack([transform(read_image(p)) for p in demo]),
-                   _images(IMAGENETTE, "val", 150, transform, seed=1)])
+    x = torch.cat(
+        [torch.stack([transform(read_image(p)) for p in demo]), _images(IMAGENETTE, "val", 150, transform, seed=1)]
+    )
     with torch.no_grad():
         fp32 = model(x).argmax(1)
     int8 = load_exported(path)(x).argmax(1)
@@ -134,11 +161,18 @@ def test_int8_agrees_with_fp32_on_real_photos(imagenette_int8):
     assert float((fp32 == int8).float().mean()) >= AGREEMENT_THRESHOLD
 
 
-@pytest.mark.parametrize("name, size, kwargs", [
-    ("ghostnetv2_100", 64, {}), ("ghostnetv3_050", 64, {}), ("ghost_resnet50", 32, {}),
-    ("g_ghost_regnetx_002", 32, {}), ("tinynet_e", 32, {}), ("lego_vgg16", 32, {}),
-    ("vcnn_vgg11_bn", 224, {"hidden_chs": 64, "num_classes": 10}),  # fc6's 7x7 window needs 224 px
-])
+@pytest.mark.parametrize(
+    "name, size, kwargs",
+    [
+        ("ghostnetv2_100", 64, {}),
+        ("ghostnetv3_050", 64, {}),
+        ("ghost_resnet50", 32, {}),
+        ("g_ghost_regnetx_002", 32, {}),
+        ("tinynet_e", 32, {}),
+        ("lego_vgg16", 32, {}),
+        ("vcnn_vgg11_bn", 224, {"hidden_chs": 64, "num_classes": 10}),  # fc6's 7x7 window needs 224 px
+    ],
+)
 def test_every_cnn_family_quantizes_and_runs(name, size, kwargs, tmp_path):
     """Random weights (with real BatchNorm statistics) and random calibration: enough to show that
     the int8 file runs on int8 kernels and computes what the fake-quantized model does."""
@@ -150,11 +184,13 @@ def test_every_cnn_family_quantizes_and_runs(name, size, kwargs, tmp_path):
     path = export_int8(qmodel, tmp_path / "int8.onnx", size)
     with torch.no_grad():
         fp32, fake = model(x), qmodel(x)
+    convs = sum(isinstance(m, QuantConv2d) for m in qmodel.modules())
+    assert _optimized_ops(path, tmp_path)["QLinearConv"] == convs > 0
+    if not int8_dot_products_exact():
+        pytest.skip("this CPU has no VNNI: ONNX Runtime's int8 kernels saturate (see docs/int8.md)")
     int8 = load_exported(path)(x)
     relative = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
     assert relative(int8, fake) < 0.06 and relative(int8, fp32) < 0.1
-    convs = sum(isinstance(m, QuantConv2d) for m in qmodel.modules())
-    assert _optimized_ops(path, tmp_path)["QLinearConv"] == convs > 0
 
 
 def test_deploy_form_is_exact_for_lego_and_versatile_convolutions():
@@ -197,6 +233,7 @@ def test_observers_on_a_tensor_with_an_outlier():
     lo, hi = ranges["PercentileObserver"]
     bin_width = 2 * observers["PercentileObserver"].radius / PercentileObserver.bins
     assert lo == 0.0 and hi == pytest.approx(float(np.percentile(x.numpy(), 99.99)), abs=bin_width)
+
     def squared_error(lo: float, hi: float) -> float:
         scale, zero_point = qparams(lo, hi)
         return float(((torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 255) - x) ** 2).sum())
@@ -208,7 +245,9 @@ def test_observers_on_a_tensor_with_an_outlier():
     hist.update(x)
     assert hist.hist.sum() == len(x)
     scale, zero_point = qparams(-1.0, 3.0)  # the grid's ends are the range's ends
-    assert (0 - zero_point) * scale == pytest.approx(-1.0, abs=scale) and (255 - zero_point) * scale == pytest.approx(3.0, abs=scale)
+    assert (0 - zero_point) * scale == pytest.approx(-1.0, abs=scale) and (255 - zero_point) * scale == pytest.approx(
+        3.0, abs=scale
+    )
 
 
 def test_qat_trains_the_fake_quantized_weights_and_exports(tmp_path):
@@ -225,8 +264,9 @@ def test_qat_trains_the_fake_quantized_weights_and_exports(tmp_path):
     calibrate(qmodel, [_images(data, "train", 16, create_transform(model.pretrained_cfg))])
     before = {k: v.clone() for k, v in qmodel.state_dict().items()}
     ptq = _int8_weights(int8_proto(qmodel, 64))
-    summary = finetune(qmodel, data, 1, tmp_path / "qat", lr=0.05, batch_size=8, workers=0, steps_per_epoch=2,
-                       progress=False)
+    summary = finetune(
+        qmodel, data, 1, tmp_path / "qat", lr=0.05, batch_size=8, workers=0, steps_per_epoch=2, progress=False
+    )
     assert summary["history"][0]["epoch"] == 1 and (tmp_path / "qat" / "last.pth").is_file()
     after = qmodel.state_dict()
     assert not torch.equal(after["conv_stem.weight"], before["conv_stem.weight"])
@@ -240,35 +280,61 @@ def test_qat_trains_the_fake_quantized_weights_and_exports(tmp_path):
 
 def test_quantize_command_end_to_end(tmp_path, capsys):
     out, report = tmp_path / "int8.onnx", tmp_path / "report.json"
-    code = main(["quantize", "ghostnet_100.imagenette", "--calib-data", str(require(IMAGENETTE)), "--calib-size", "16",
-                 "--observer", "mse", "--check-size", "24", "--workers", "0", "--output", str(out),
-                 "--report", str(report)])
+    code = main(
+        [
+            "quantize",
+            "ghostnet_100.imagenette",
+            "--calib-data",
+            str(require(IMAGENETTE)),
+            "--calib-size",
+            "16",
+            "--observer",
+            "mse",
+            "--check-size",
+            "24",
+            "--workers",
+            "0",
+            "--output",
+            str(out),
+            "--report",
+            str(report),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     result = json.loads(report.read_text())
     assert result["calibration_images"] == 16 and result["check"]["images"] == 24
-    assert result["check"]["agreement"] >= 100 * AGREEMENT_THRESHOLD
+    if int8_dot_products_exact():  # elsewhere ONNX Runtime's int8 kernels saturate (see docs/int8.md)
+        assert result["check"]["agreement"] >= 100 * AGREEMENT_THRESHOLD
     assert f"top-1 agreement {result['check']['agreement']:.2f}%" in printed
     assert main(["demo", "--checkpoint", str(out)]) == 0  # predict accepts the int8 file
     assert "correct (top-1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["tnt_s_patch16_224", "--calib-data", "{calib}"], ["tnt_s_patch16_224 (tnt) has no int8 path",
-                                                        "ghostnet, ghostnetv2"]),
-    (["ghostnet_100.imagenette", "--calib-data", "{empty}"], ["no images found in calibration folder"]),
-    (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--keep-float", "head*"],
-     ["--keep-float 'head*' matches no layer", "conv_stem"]),
-    (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--qat-epochs", "1"], ["needs --train-data"]),
-    (["ghostnet_100", "--calib-data", "{calib}", "--checkpoint", "{missing}"], ["checkpoint not found"]),
-    (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--output", "{bad_suffix}"], ["must end in .onnx"]),
-])
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (
+            ["tnt_s_patch16_224", "--calib-data", "{calib}"],
+            ["tnt_s_patch16_224 (tnt) has no int8 path", "ghostnet, ghostnetv2"],
+        ),
+        (["ghostnet_100.imagenette", "--calib-data", "{empty}"], ["no images found in calibration folder"]),
+        (
+            ["ghostnet_100.imagenette", "--calib-data", "{calib}", "--keep-float", "head*"],
+            ["--keep-float 'head*' matches no layer", "conv_stem"],
+        ),
+        (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--qat-epochs", "1"], ["needs --train-data"]),
+        (["ghostnet_100", "--calib-data", "{calib}", "--checkpoint", "{missing}"], ["checkpoint not found"]),
+        (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--output", "{bad_suffix}"], ["must end in .onnx"]),
+    ],
+)
 def test_bad_input_fails_in_one_line(argv, fragments, tmp_path, capsys):
     calib = tmp_path / "calib"
     shutil.copytree(demo_images(), calib)
     (tmp_path / "empty").mkdir()
-    paths = dict(calib=calib, empty=tmp_path / "empty", missing=tmp_path / "missing.pth",
-                 bad_suffix=tmp_path / "model.int8")
+    paths = dict(
+        calib=calib, empty=tmp_path / "empty", missing=tmp_path / "missing.pth", bad_suffix=tmp_path / "model.int8"
+    )
     argv = [a.format(**{k: str(v) for k, v in paths.items()}) for a in argv]
     if "--output" not in argv:
         argv += ["--output", str(tmp_path / "int8.onnx")]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import platform
+from pathlib import Path
 from typing import ContextManager, Optional
 
 import torch
@@ -39,3 +42,20 @@ def autocast(device: torch.device, amp: Optional[str]) -> ContextManager:
 
 def to_memory_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
+@functools.lru_cache(maxsize=None)
+def int8_dot_products_exact() -> bool:
+    """Whether this CPU's int8 dot products are exact: always, except on x86 without VNNI.
+
+    There, ONNX Runtime's u8 x s8 kernels (and OpenVINO's) sum pairs of products in 16 bits with
+    saturation (VPMADDUBSW), so an int8 file with full-range int8 weights can compute something other
+    than its fake-quantized model; with VNNI (or on Arm) the sums are exact.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return True  # not Linux: nothing to read the flags from; assume a current CPU
+    return "avx512_vnni" in flags or "avx_vnni" in flags

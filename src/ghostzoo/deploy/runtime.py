@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import warnings
 import zipfile
@@ -25,10 +26,12 @@ import torch
 from torch import nn
 
 from .._io import first_line
+from .._runtime import int8_dot_products_exact
 from ..errors import CheckpointError
 from ..registry import PretrainedCfg, Published
 
 METADATA_KEY = "ghostzoo"
+logger = logging.getLogger(__name__)
 METADATA_FILE = "ghostzoo.json"  # the extra file of TorchScript and pt2 archives
 EXPORTED_SUFFIXES = (".onnx", ".xml", ".pt", ".pt2")
 
@@ -165,6 +168,12 @@ class OnnxRuntimeModel(ExportedModel):
         )
         self._set_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY))
         self.input_name = self.session.get_inputs()[0].name
+        if "quantization" in self.extra and not int8_dot_products_exact():
+            logger.warning(
+                "%s: this CPU has no VNNI, so ONNX Runtime's int8 kernels may saturate and give other results "
+                "than the fake-quantized model (docs/int8.md); a CPU with VNNI runs the file exactly",
+                self.path,
+            )
 
     def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every output of the graph for one batch, the logits first (checks add further outputs)."""
