@@ -70,8 +70,12 @@ def test_report_files_are_written_and_parse(rows, tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")]
         eager = next(r for r in rows if r.backend == "eager" and r.batch == batch)
         cl = next(r for r in rows if r.backend == "channels_last" and r.batch == batch)
-        assert cells[:4] == ["ghostnet_050", "64", f"{eager.median_ms:.2f}",
-                             f"{cl.median_ms:.2f} ({eager.median_ms / cl.median_ms:.2f}x)"]
+        assert cells[:4] == [
+            "ghostnet_050",
+            "64",
+            f"{eager.median_ms:.2f}",
+            f"{cl.median_ms:.2f} ({eager.median_ms / cl.median_ms:.2f}x)",
+        ]
     assert md.count("| ghostnet_050 | ") == 2 + len(rows)  # one line per batch table, one per measurement
     with Image.open(written["png"]) as im:
         assert im.format == "PNG" and im.width > 200 and im.height > 100
@@ -87,22 +91,26 @@ def test_timing_rule_and_synchronisation():
     assert events == ["run", "run"] + ["sync", "run", "sync"] * 4
     # the iteration cap and the time cap both stop a measurement before its minimum count
     assert len(time_runs(lambda: None, TimingBudget(warmup=0, min_iters=50, max_iters=7))) == 7
-    capped = time_runs(lambda: torch.ones(1).add_(1), TimingBudget(warmup=0, min_iters=10**9, min_time_s=0.0,
-                                                                  max_time_s=0.05, max_iters=10**9))
+    capped = time_runs(
+        lambda: torch.ones(1).add_(1),
+        TimingBudget(warmup=0, min_iters=10**9, min_time_s=0.0, max_time_s=0.05, max_iters=10**9),
+    )
     assert 1 <= len(capped) < 10**9
 
 
 def test_unsupported_and_failing_backends_give_rows(monkeypatch):
-    got = benchmark(["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK,
-                    threads=1)
+    got = benchmark(
+        ["vig_ti_224_gelu"], ["int8", "int8_openvino", "eager"], [1], input_size=64, budget=QUICK, threads=1
+    )
     assert got[0].status.startswith("unsupported: vig_ti_224_gelu (vig) has no int8 path") and got[2].ok
     assert got[1].status == got[0].status
     # the report names each reason once, with the backends and measurements it hit
     reasons = markdown_report(got, {}).split("## Not measured\n")[1].split("\n## ")[0]
     assert f"| {got[0].status} | int8, int8_openvino | vig_ti_224_gelu b1 |" in reasons
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a)
+    )
     got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK, threads=1)
     assert got[0].status.startswith("error: RuntimeError: ") and got[0].median_ms is None  # 16 px is too small
     assert got[1].status == "unsupported: openvino is not installed (pip install openvino)"
@@ -110,39 +118,47 @@ def test_unsupported_and_failing_backends_give_rows(monkeypatch):
 
 def test_large_batches_only_for_small_models():
     gmacs = profile_model(reparameterize(create_model("ghostnet_050")), (3, 64, 64)).macs / 1e9  # what is timed
-    above = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, threads=1,
-                      batched_max_gmacs=gmacs * 1.01)
-    below = benchmark(["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, threads=1,
-                      batched_max_gmacs=gmacs * 0.99)
+    above = benchmark(
+        ["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, threads=1, batched_max_gmacs=gmacs * 1.01
+    )
+    below = benchmark(
+        ["ghostnet_050"], ["eager"], [1, 2], input_size=64, budget=QUICK, threads=1, batched_max_gmacs=gmacs * 0.99
+    )
     assert above[0].ok and above[1].ok and below[0].ok  # batch 1 is always timed
     assert below[1].status == f"skipped: batch sizes above 1 only for models of <= {gmacs * 0.99:g} GMACs"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"backends": ["eager", "tensorrt"]}, "unknown backend"),
-    ({"batch_sizes": [1, 0]}, "batch sizes must be positive"),
-    ({"device": "nosuchdevice"}, "unknown device"),
-    ({"checkpoint": "x.onnx", "models": ["ghostnet_*"]}, "a checkpoint belongs to one model"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backends": ["eager", "tensorrt"]}, "unknown backend"),
+        ({"batch_sizes": [1, 0]}, "batch sizes must be positive"),
+        ({"device": "nosuchdevice"}, "unknown device"),
+        ({"checkpoint": "x.onnx", "models": ["ghostnet_*"]}, "a checkpoint belongs to one model"),
+    ],
+)
 def test_library_rejects_bad_arguments(kwargs, message):
     kwargs = {"models": ["ghostnet_050"], **kwargs}
     with pytest.raises(GhostzooError, match=message):
         benchmark(kwargs.pop("models"), **kwargs)
 
 
-@pytest.mark.parametrize("argv, code, message", [
-    (["ghostnet_050", "--backends", "eager,tensorrt"], 2, "unknown backend tensorrt"),
-    (["ghostnet_050", "--batch-sizes", "1,0"], 2, "must be at least 1"),
-    (["ghostnet_050", "--batch-sizes", "one"], 2, "not an integer"),
-    (["ghostnet_05"], 1, "unknown model 'ghostnet_05'; did you mean ghostnet_050"),
-    (["nosuch*"], 1, "no model matches 'nosuch*'"),
-    ([], 1, "name a model"),
-    (["ghostnet_050", "--device", "nosuchdevice"], 1, "unknown device"),
-    (["ghostnet_050", "--min-time", "9", "--max-time", "1"], 1, "min time (9.0) <= max time (1.0)"),
-    (["ghostnet_050", "--checkpoint", "missing.onnx"], 1, "exported model not found: missing.onnx"),
-    (["ghostnet_050", "--notes", "missing.md"], 1, "--notes: no such file missing.md"),
-    (["ghostnet_050", "--output-dir", f"{__file__}/out"], 1, f"{__file__} is not a writable folder"),
-])
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["ghostnet_050", "--backends", "eager,tensorrt"], 2, "unknown backend tensorrt"),
+        (["ghostnet_050", "--batch-sizes", "1,0"], 2, "must be at least 1"),
+        (["ghostnet_050", "--batch-sizes", "one"], 2, "not an integer"),
+        (["ghostnet_05"], 1, "unknown model 'ghostnet_05'; did you mean ghostnet_050"),
+        (["nosuch*"], 1, "no model matches 'nosuch*'"),
+        ([], 1, "name a model"),
+        (["ghostnet_050", "--device", "nosuchdevice"], 1, "unknown device"),
+        (["ghostnet_050", "--min-time", "9", "--max-time", "1"], 1, "min time (9.0) <= max time (1.0)"),
+        (["ghostnet_050", "--checkpoint", "missing.onnx"], 1, "exported model not found: missing.onnx"),
+        (["ghostnet_050", "--notes", "missing.md"], 1, "--notes: no such file missing.md"),
+        (["ghostnet_050", "--output-dir", f"{__file__}/out"], 1, f"{__file__} is not a writable folder"),
+    ],
+)
 def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
     if code == 2:
         with pytest.raises(SystemExit) as exit_info:
@@ -158,8 +174,21 @@ def test_cli_bad_input_is_one_line(argv, code, message, tmp_path, capsys):
 def test_empty_calibration_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "calib").mkdir()
     (tmp_path / "calib" / "broken.jpg").write_bytes(b"not a jpeg")
-    assert main(["benchmark", "ghostnet_050", "--backends", "int8", "--calib-data", str(tmp_path / "calib"),
-                 "--output-dir", str(tmp_path / "out")]) == 1
+    assert (
+        main(
+            [
+                "benchmark",
+                "ghostnet_050",
+                "--backends",
+                "int8",
+                "--calib-data",
+                str(tmp_path / "calib"),
+                "--output-dir",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ghostzoo benchmark: error: no readable image found in {tmp_path / 'calib'} for int8 calibration"]
     assert not (tmp_path / "out").exists()
@@ -178,13 +207,32 @@ def test_cli_times_an_exported_file(kind, tmp_path, capsys):
     else:
         quantize_to_onnx(model, torch.randn(4, 3, 64, 64), path, input_size=64)
     out = tmp_path / "out"
-    assert main(["benchmark", "--checkpoint", str(path), "--backends", "eager", *QUICK_ARGS,
-                 "--output-dir", str(out), "--name", "mine", "--output", str(tmp_path / "mine.json")]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--checkpoint",
+                str(path),
+                "--backends",
+                "eager",
+                *QUICK_ARGS,
+                "--output-dir",
+                str(out),
+                "--name",
+                "mine",
+                "--output",
+                str(tmp_path / "mine.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "ghostnet_050" in printed and "file" in printed
     result = json.loads((tmp_path / "mine.json").read_text())
     assert [(r["backend"], r["status"], r["weights"], r["input_size"]) for r in result["rows"]] == [
-        ("eager", "ok", str(path), 64), ("file", "ok", str(path), 64)]  # the file's input size, from its metadata
+        ("eager", "ok", str(path), 64),
+        ("file", "ok", str(path), 64),
+    ]  # the file's input size, from its metadata
     assert sorted(p.name for p in out.iterdir()) == ["mine.csv", "mine.md", "mine.png"]
     md = (out / "mine.md").read_text()
     assert f"ghostzoo benchmark --checkpoint {path} --backends eager --warmup 1" in md
@@ -195,15 +243,39 @@ def test_update_measures_again_only_what_it_names(tmp_path, capsys):
     other rows stay as they were, the re-timed one is replaced in place and names the second command,
     and the report lists both commands: all read back from the CSV (the old NAME.md is not read)."""
     out = tmp_path / "out"
-    first = ["benchmark", "ghostnet_050", "tinynet_e", "--backends", "eager,onnxruntime", "--input-size", "64",
-             *QUICK_ARGS, "--output-dir", str(out), "--name", "zoo"]
+    first = [
+        "benchmark",
+        "ghostnet_050",
+        "tinynet_e",
+        "--backends",
+        "eager,onnxruntime",
+        "--input-size",
+        "64",
+        *QUICK_ARGS,
+        "--output-dir",
+        str(out),
+        "--name",
+        "zoo",
+    ]
     assert main(first) == 0
     with open(out / "zoo.csv", newline="") as f:
         before = list(csv.DictReader(f))
     assert {r["command"] for r in before} == {shlex.join(["ghostzoo", *first])}
     (out / "zoo.md").write_text("# not a report any more\n")
-    second = ["benchmark", "tinynet_e", "--backends", "onnxruntime", "--input-size", "64", *QUICK_ARGS,
-              "--output-dir", str(out), "--name", "zoo", "--update"]
+    second = [
+        "benchmark",
+        "tinynet_e",
+        "--backends",
+        "onnxruntime",
+        "--input-size",
+        "64",
+        *QUICK_ARGS,
+        "--output-dir",
+        str(out),
+        "--name",
+        "zoo",
+        "--update",
+    ]
     assert main(second) == 0
     with open(out / "zoo.csv", newline="") as f:
         after = list(csv.DictReader(f))
@@ -218,8 +290,11 @@ def test_update_measures_again_only_what_it_names(tmp_path, capsys):
     capsys.readouterr()
     assert main(["benchmark", "tinynet_e", "--output-dir", str(tmp_path / "none"), "--update"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"ghostzoo benchmark: error: --update: no earlier results to update at {tmp_path / 'none'}"
-                   "/benchmark.csv"] and not (tmp_path / "none").exists()
+    assert (
+        err
+        == [f"ghostzoo benchmark: error: --update: no earlier results to update at {tmp_path / 'none'}/benchmark.csv"]
+        and not (tmp_path / "none").exists()
+    )
     for name, header in [("other", "model,latency"), ("older", ",".join(c for c in COLUMNS if c != "command"))]:
         (out / f"{name}.csv").write_text(header + "\n")  # a CSV of something else, or of an earlier version
         assert main(["benchmark", "tinynet_e", "--output-dir", str(out), "--name", name, "--update"]) == 1

@@ -50,6 +50,7 @@ def _load(path, **kwargs) -> torch.nn.Module:
 
 # --- formats -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("filename", ["bare.pth", "bare.pth.tar", "no_suffix"])
 def test_bare_state_dict_any_suffix(filename, official_sd, tmp_path, x, reference):
     torch.save(official_sd, tmp_path / filename)
@@ -58,9 +59,13 @@ def test_bare_state_dict_any_suffix(filename, official_sd, tmp_path, x, referenc
 
 def test_state_dict_wrapper_with_thop_counters_and_module_prefix(official_sd, tmp_path, x, reference):
     noisy = {f"module.{k}": v for k, v in official_sd.items()}
-    noisy.update({"module.conv_stem.total_ops": torch.zeros(1, dtype=torch.float64),
-                  "module.conv_stem.total_params": torch.zeros(1, dtype=torch.float64),
-                  "module.total_ops": torch.zeros(1, dtype=torch.float64)})
+    noisy.update(
+        {
+            "module.conv_stem.total_ops": torch.zeros(1, dtype=torch.float64),
+            "module.conv_stem.total_params": torch.zeros(1, dtype=torch.float64),
+            "module.total_ops": torch.zeros(1, dtype=torch.float64),
+        }
+    )
     torch.save({"state_dict": noisy, "epoch": 300, "best_acc1": torch.tensor(73.98)}, tmp_path / "wrapped.pth.tar")
     torch.testing.assert_close(_logits(_load(tmp_path / "wrapped.pth.tar"), x), reference, rtol=0, atol=0)
 
@@ -77,8 +82,7 @@ def test_state_dict_ema_wrapper_and_switch(official_sd, tmp_path, x, reference):
 
     torch.save({"state_dict": official_sd, "state_dict_ema": ema}, tmp_path / "both.pth")
     torch.testing.assert_close(_logits(_load(tmp_path / "both.pth"), x), reference, rtol=0, atol=0)
-    torch.testing.assert_close(_logits(_load(tmp_path / "both.pth", use_ema=True), x), ema_reference,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(_logits(_load(tmp_path / "both.pth", use_ema=True), x), ema_reference, rtol=0, atol=0)
     with pytest.raises(ghostzoo.CheckpointError, match="no EMA weights"):
         _load(_save(tmp_path / "raw.pth", {"state_dict": official_sd}), use_ema=True)
 
@@ -116,6 +120,7 @@ def test_ghostzoo_checkpoint_of_another_architecture_is_named(tmp_path):
 
 
 # --- fitting -------------------------------------------------------------------------------------
+
 
 def test_other_num_classes_keeps_backbone_and_reinitialises_head(official_sd, tmp_path, x):
     path = _save(tmp_path / "w.pth", official_sd)
@@ -155,6 +160,7 @@ def test_in_chans_adapts_first_conv(official_sd, tmp_path):
 
 
 # --- bad files -----------------------------------------------------------------------------------
+
 
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(ghostzoo.CheckpointError, match="checkpoint not found"):
@@ -200,6 +206,7 @@ def test_not_a_state_dict(tmp_path):
 
 
 # --- URLs and the hub ----------------------------------------------------------------------------
+
 
 def test_file_url_is_downloaded_once_into_the_hub_cache(official_sd, tmp_path, x, reference):
     source = _save(tmp_path / "state_dict_test.pth", official_sd)

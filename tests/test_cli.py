@@ -82,9 +82,20 @@ def test_predict_files_folders_topk_and_json(capsys, tmp_path, ckpt_050, imagene
     bad = tmp_path / "bad.JPEG"
     bad.write_text("not an image")
     out_json = tmp_path / "results.json"
-    code, out, err = run(capsys, "predict", "ghostnet_050", str(imagenet_val_images[0]), str(bad),
-                         str(imagenet_val_images[0].parent), "--topk", "2", "--checkpoint", str(ckpt_050),
-                         "--output", str(out_json))
+    code, out, err = run(
+        capsys,
+        "predict",
+        "ghostnet_050",
+        str(imagenet_val_images[0]),
+        str(bad),
+        str(imagenet_val_images[0].parent),
+        "--topk",
+        "2",
+        "--checkpoint",
+        str(ckpt_050),
+        "--output",
+        str(out_json),
+    )
     assert code == 0
     assert f"skipped {bad}" in err
     result = json.loads(out_json.read_text())
@@ -97,21 +108,33 @@ def test_predict_files_folders_topk_and_json(capsys, tmp_path, ckpt_050, imagene
 
 def test_predict_exits_non_zero_when_no_image_is_readable(capsys, tmp_path, ckpt_050):
     (tmp_path / "a.jpg").write_text("text")
-    code, _, err = run(capsys, "predict", "ghostnet_050", str(tmp_path / "a.jpg"), str(tmp_path / "none.png"),
-                       "--checkpoint", str(ckpt_050), "--output", str(tmp_path / "r.json"))
+    code, _, err = run(
+        capsys,
+        "predict",
+        "ghostnet_050",
+        str(tmp_path / "a.jpg"),
+        str(tmp_path / "none.png"),
+        "--checkpoint",
+        str(ckpt_050),
+        "--output",
+        str(tmp_path / "r.json"),
+    )
     assert code == 1
     assert "ghostzoo predict: error: no readable image among 2 input(s)" in err
     assert json.loads((tmp_path / "r.json").read_text())["predictions"] == []
 
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["info", "ghostnet_10"], ["unknown model 'ghostnet_10'", "did you mean", "ghostnet_100"]),
-    (["profile", "ghostnet100"], ["unknown model", "ghostnet_100"]),
-    (["list", "nothing*"], ["no model matches"]),
-    (["predict", "ghostnet_050", "x.jpg"], ["no released weights", "--checkpoint"]),
-    (["predict", "ghostnet_100.in21k", "x.jpg"], ["unknown pretrained tag", "ghostnet_100.in1k"]),
-    (["predict", "ghostnet_100", "x.jpg", "--device", "tpu9"], ["unknown device 'tpu9'"]),
-])
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["info", "ghostnet_10"], ["unknown model 'ghostnet_10'", "did you mean", "ghostnet_100"]),
+        (["profile", "ghostnet100"], ["unknown model", "ghostnet_100"]),
+        (["list", "nothing*"], ["no model matches"]),
+        (["predict", "ghostnet_050", "x.jpg"], ["no released weights", "--checkpoint"]),
+        (["predict", "ghostnet_100.in21k", "x.jpg"], ["unknown pretrained tag", "ghostnet_100.in1k"]),
+        (["predict", "ghostnet_100", "x.jpg", "--device", "tpu9"], ["unknown device 'tpu9'"]),
+    ],
+)
 def test_bad_names_fail_in_one_line(capsys, argv, fragments):
     code, out, err = run(capsys, *argv)
     assert code == 1 and out == ""
@@ -131,8 +154,9 @@ def test_bad_checkpoints_fail_in_one_line(capsys, tmp_path, imagenet_val_images)
     ]
     for ckpt, fragments in cases:
         out_json = tmp_path / f"{ckpt.stem}.json"
-        code, _, err = run(capsys, "predict", "ghostnet_100", image, "--checkpoint", str(ckpt),
-                           "--output", str(out_json))
+        code, _, err = run(
+            capsys, "predict", "ghostnet_100", image, "--checkpoint", str(ckpt), "--output", str(out_json)
+        )
         assert code == 1
         assert_one_line_error(err, *fragments)
         assert not out_json.exists()  # nothing half-written
@@ -147,14 +171,20 @@ def test_offline_pretrained_download_is_one_line(capsys, monkeypatch, imagenet_v
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     code, _, err = run(capsys, "predict", "ghostnet_100", str(imagenet_val_images[0]))
     assert code == 1
-    assert_one_line_error(err, "could not download https://github.com/huawei-noah/", "offline",
-                          "--checkpoint PATH")
+    assert_one_line_error(err, "could not download https://github.com/huawei-noah/", "offline", "--checkpoint PATH")
 
 
-@pytest.mark.parametrize("argv", [["predict", "ghostnet_100", "x.jpg", "--topk", "0"],
-                                  ["predict", "ghostnet_100", "x.jpg", "--topk", "many"],
-                                  ["profile", "ghostnet_100", "--input-size", "-3"],
-                                  ["predict", "ghostnet_100"], ["frobnicate"], []])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "ghostnet_100", "x.jpg", "--topk", "0"],
+        ["predict", "ghostnet_100", "x.jpg", "--topk", "many"],
+        ["profile", "ghostnet_100", "--input-size", "-3"],
+        ["predict", "ghostnet_100"],
+        ["frobnicate"],
+        [],
+    ],
+)
 def test_bad_arguments_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as e:
         code = main(argv)

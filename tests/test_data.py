@@ -15,8 +15,14 @@ from conftest import DATA_DIR, require
 
 def _official_pipeline() -> T.Compose:
     """What the official GhostNet validate.py (and the model-zoo docs) prescribe."""
-    return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
-                      T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    return T.Compose(
+        [
+            T.Resize(256),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
 
 
 def _sample_images() -> list:
@@ -42,8 +48,14 @@ def test_default_cfg_equals_torchvision_pipeline_exactly():
 def test_cfg_drives_size_crop_interpolation_and_normalisation():
     cfg = dict(input_size=(3, 160, 160), crop_pct=0.9, interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
     ours = create_transform(cfg)
-    reference = T.Compose([T.Resize(177, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(160),
-                           T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+    reference = T.Compose(
+        [
+            T.Resize(177, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(160),
+            T.ToTensor(),
+            T.Normalize([0.5] * 3, [0.5] * 3),
+        ]
+    )
     img = read_image(_sample_images()[-1])
     assert torch.equal(ours(img), reference(img))
     with pytest.raises(ValueError, match="unknown interpolation"):

@@ -65,8 +65,11 @@ def _pet_subset(tmp_path, class_ids):
     root = require(DATA_DIR / "oxford-pets-sample")
     (tmp_path / "annotations").mkdir()
     (tmp_path / "images").symlink_to(root / "images")
-    lines = [line for line in (root / "annotations" / "list.txt").read_text().splitlines()
-             if line and not line.startswith("#") and int(line.split()[1]) in class_ids]
+    lines = [
+        line
+        for line in (root / "annotations" / "list.txt").read_text().splitlines()
+        if line and not line.startswith("#") and int(line.split()[1]) in class_ids
+    ]
     (tmp_path / "annotations" / "list.txt").write_text("\n".join(lines) + "\n")
     return tmp_path
 
@@ -88,7 +91,8 @@ def test_oxford_pet_malformed_lines_name_file_and_line(tmp_path, capsys):
     assert main(["validate", "ghostnet_100.imagenette", "--data", str(root), "--split", "test"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         f"ghostzoo validate: error: {list_txt}:21: expected '<image> <class id> <species> <breed id>', "
-        "got 'Bengal_1 six 2 1'"]
+        "got 'Bengal_1 six 2 1'"
+    ]
     list_txt.write_text("Abyssinian_100 1 1 1\n")
     (root / "annotations" / "test.txt").write_text("Abyssinian_100 1 1 1\nBengal_1 6 1 1\n")
     with pytest.raises(ghostzoo.GhostzooError, match=r"test.txt:2: 'Bengal_1' is not in .*list.txt"):

@@ -10,11 +10,10 @@ import torch.nn as nn
 
 import ghostzoo
 from ghostzoo.deploy import fold_batchnorms, reparameterize
-from ghostzoo.profile import profile_model
-from ghostzoo.registry import model_entries
-
 from ghostzoo.layers.lego_conv import LegoConv2d
 from ghostzoo.layers.vconv import VConv2d
+from ghostzoo.profile import profile_model
+from ghostzoo.registry import model_entries
 
 from golden import load_golden, relative_error
 from reference import randomize_batchnorm
@@ -60,8 +59,16 @@ def test_every_family_deploys_to_the_same_outputs(name):
         assert ghostzoo.count_params(model) <= params  # between convolutions; their deploy forms do not
 
 
-CNN_FAMILIES = {"ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet", "g_ghost_regnet", "tinynet", "legonet",
-                "versatile_filters"}
+CNN_FAMILIES = {
+    "ghostnet",
+    "ghostnetv2",
+    "ghostnetv3",
+    "ghost_resnet",
+    "g_ghost_regnet",
+    "tinynet",
+    "legonet",
+    "versatile_filters",
+}
 CONVOLUTIONS = (nn.modules.conv._ConvNd, VConv2d, LegoConv2d)
 
 
@@ -114,7 +121,9 @@ def test_ghostnetv3_goes_beyond_its_own_reparameterize(tmp_path):
     from golden import golden_weights_module, save_golden_checkpoint
 
     g = load_golden("ghostnetv3_100")
-    model = ghostzoo.create_model("ghostnetv3_100", checkpoint_path=save_golden_checkpoint("ghostnetv3_100", tmp_path / "w.pth"))
+    model = ghostzoo.create_model(
+        "ghostnetv3_100", checkpoint_path=save_golden_checkpoint("ghostnetv3_100", tmp_path / "w.pth")
+    )
     x = golden_weights_module().input_from_golden(g)
     reparameterize(model)
     assert not [k for k in model.state_dict() if "_rpr_" in k]

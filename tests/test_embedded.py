@@ -21,7 +21,7 @@ TAG = "ghostnet_100.imagenette"
 def test_packaged_weights_are_small_and_load_without_network():
     cfg = ghostzoo.get_pretrained_cfg(TAG)
     path = Path(pretrained_source(cfg))
-    assert path.is_file() and path.stat().st_size < 25 * 2 ** 20
+    assert path.is_file() and path.stat().st_size < 25 * 2**20
     model = ghostzoo.create_model(TAG, pretrained=True)
     assert model.num_classes == 10 and list(model.pretrained_cfg.class_names) == list(cfg.class_names)
     assert TAG in ghostzoo.list_pretrained("ghostnet_100*")
@@ -29,9 +29,12 @@ def test_packaged_weights_are_small_and_load_without_network():
 
 def test_demo_runs_offline_and_reports_accuracy(tmp_path):
     out = tmp_path / "demo.json"
-    done = subprocess.run([sys.executable, "-m", "ghostzoo", "demo", "--output", str(out)],
-                          capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                                             "TORCH_HOME": str(tmp_path / "no_cache")})
+    done = subprocess.run(
+        [sys.executable, "-m", "ghostzoo", "demo", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TORCH_HOME": str(tmp_path / "no_cache")},
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert len(result["predictions"]) == 10

@@ -40,8 +40,26 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list:
-    return [sys.executable, "-m", "ghostzoo", "train", "ghostnet_050", "--data", str(data), "--img-size", "64",
-            "--batch-size", "4", "--workers", "1", "--seed", "3", "--output-dir", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "ghostzoo",
+        "train",
+        "ghostnet_050",
+        "--data",
+        str(data),
+        "--img-size",
+        "64",
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        "--seed",
+        "3",
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
 
 
 def test_validate_skips_corrupt_image_and_maps_imagenet_classes(tiny, tmp_path, capsys):
@@ -52,14 +70,35 @@ def test_validate_skips_corrupt_image_and_maps_imagenet_classes(tiny, tmp_path, 
     assert [s["path"].endswith("corrupt.JPEG") for s in result.skipped] == [True]
     # an ImageNet model on ImageNet classes: predictions are compared in ImageNet's index space
     with torch.no_grad():
-        logits = model.eval()(torch.stack([ghostzoo.data.create_transform(model.pretrained_cfg)(
-            ghostzoo.data.read_image(p)) for p in sorted((tiny / "val" / CLASSES[1]).glob("*.JPEG"))]))
+        logits = model.eval()(
+            torch.stack(
+                [
+                    ghostzoo.data.create_transform(model.pretrained_cfg)(ghostzoo.data.read_image(p))
+                    for p in sorted((tiny / "val" / CLASSES[1]).glob("*.JPEG"))
+                ]
+            )
+        )
     expected = 100.0 * float((logits.argmax(1) == 217).float().mean())  # n02102040 is ImageNet class 217
     assert result.per_class[CLASSES[1]] == pytest.approx(expected)
 
     out = tmp_path / "v.json"
-    assert main(["validate", "ghostnet_050", "--data", str(tiny), "--checkpoint", str(ckpt), "--workers", "0",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "ghostnet_050",
+                "--data",
+                str(tiny),
+                "--checkpoint",
+                str(ckpt),
+                "--workers",
+                "0",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["images"] == 12 and report["skipped"][0]["path"].endswith("corrupt.JPEG")
     assert "unreadable skipped" in capsys.readouterr().out
@@ -76,8 +115,9 @@ def test_resume_after_sigkill_ends_with_identical_weights(tiny, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run(_train_cmd(tiny, full, "--epochs", "3"), check=True, capture_output=True)
 
-    proc = subprocess.Popen(_train_cmd(tiny, killed, "--epochs", "3"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(tiny, killed, "--epochs", "3"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not (killed / "last.pth").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -102,8 +142,16 @@ def test_torchrun_two_cpu_processes_keep_replicas_identical(tiny, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "-m", "ghostzoo", *_train_cmd(tiny, tmp_path / "ddp", "--epochs", "1", "--steps-per-epoch", "2")[3:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        "-m",
+        "ghostzoo",
+        *_train_cmd(tiny, tmp_path / "ddp", "--epochs", "1", "--steps-per-epoch", "2")[3:],
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
@@ -116,9 +164,34 @@ def test_fine_tune_re_heads_a_checkpoint_and_the_result_loads_by_itself(tmp_path
     start = save_golden_checkpoint("ghostnet_050", tmp_path / "imagenet.pth")
     out = tmp_path / "pets"
     with pytest.warns(UserWarning, match="re-initialising the head"):
-        code = main(["train", "ghostnet_050", "--data", str(pets), "--val-split", "test", "--checkpoint", str(start),
-                     "--num-classes", "37", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
-                     "--img-size", "64", "--workers", "0", "--lr", "0.01", "--output-dir", str(out)])
+        code = main(
+            [
+                "train",
+                "ghostnet_050",
+                "--data",
+                str(pets),
+                "--val-split",
+                "test",
+                "--checkpoint",
+                str(start),
+                "--num-classes",
+                "37",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "2",
+                "--batch-size",
+                "8",
+                "--img-size",
+                "64",
+                "--workers",
+                "0",
+                "--lr",
+                "0.01",
+                "--output-dir",
+                str(out),
+            ]
+        )
     assert code == 0
     ckpt = torch.load(out / "last.pth", weights_only=True)
     w0 = torch.load(start, weights_only=True)["conv_stem.weight"]
@@ -132,8 +205,25 @@ def test_fine_tune_re_heads_a_checkpoint_and_the_result_loads_by_itself(tmp_path
     assert model.pretrained_cfg.class_names[0] == "Abyssinian"
     capsys.readouterr()
     report = tmp_path / "val.json"
-    assert main(["validate", "ghostnet_050", "--checkpoint", str(out / "last.pth"), "--data", str(pets),
-                 "--split", "test", "--workers", "0", "--output", str(report)]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "ghostnet_050",
+                "--checkpoint",
+                str(out / "last.pth"),
+                "--data",
+                str(pets),
+                "--split",
+                "test",
+                "--workers",
+                "0",
+                "--output",
+                str(report),
+            ]
+        )
+        == 0
+    )
     result = json.loads(report.read_text())
     assert result["images"] == 74 and len(result["per_class"]) == 37
     assert result["top1"] == pytest.approx(ckpt["history"][-1]["top1"])  # same number as the trainer's
@@ -144,14 +234,40 @@ def test_bad_training_arguments(tiny, tmp_path, capsys):
     assert "unknown recipe 'yolo'" in capsys.readouterr().err
     assert main(["train", "ghostnet_050", "--data", str(tiny), "--resume", "--output-dir", str(tmp_path / "x")]) == 1
     assert "nothing to resume" in capsys.readouterr().err
-    assert main(["train", "ghostnet_050", "--data", str(tiny), "--batch-size", "100", "--workers", "0",
-                 "--output-dir", str(tmp_path / "y")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "ghostnet_050",
+                "--data",
+                str(tiny),
+                "--batch-size",
+                "100",
+                "--workers",
+                "0",
+                "--output-dir",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 1
+    )
     assert "larger than the training split" in capsys.readouterr().err
     # refused before anything is written: no output folder is left behind
     assert main(["train", "ghostnet_050", "--data", str(tmp_path / "none"), "--output-dir", str(tmp_path / "z")]) == 1
     assert "dataset folder not found" in capsys.readouterr().err and not (tmp_path / "z").exists()
-    assert main(["train", "ghostnet_050", "--data", str(tiny), "--output-dir", str(tiny / "val" / CLASSES[0] /
-                                                                                    "corrupt.JPEG" / "z")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "ghostnet_050",
+                "--data",
+                str(tiny),
+                "--output-dir",
+                str(tiny / "val" / CLASSES[0] / "corrupt.JPEG" / "z"),
+            ]
+        )
+        == 1
+    )
     assert "corrupt.JPEG is not a writable folder" in capsys.readouterr().err
 
 
@@ -165,9 +281,25 @@ def test_compiled_training_trains_the_model_itself(tiny, tmp_path):
 
     runs = {}
     for name, extra in (("eager", ()), ("compiled", ("--compile",))):
-        done = subprocess.run(_train_cmd(tiny, tmp_path / name, "--epochs", "1", "--steps-per-epoch", "1",
-                                         "--lr", "0.02", "--warmup-epochs", "0", "--drop-rate", "0", *extra),
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            _train_cmd(
+                tiny,
+                tmp_path / name,
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "1",
+                "--lr",
+                "0.02",
+                "--warmup-epochs",
+                "0",
+                "--drop-rate",
+                "0",
+                *extra,
+            ),
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         runs[name] = torch.load(tmp_path / name / "last.pth", weights_only=True)["state_dict"]
     eager, compiled = runs["eager"], runs["compiled"]
@@ -185,9 +317,16 @@ def test_compiled_training_trains_the_model_itself(tiny, tmp_path):
 
 def test_compile_without_a_cxx_compiler_fails_in_one_line(tiny, tmp_path):
     env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run(_train_cmd(tiny, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "1", "--compile"),
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        _train_cmd(tiny, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "1", "--compile"),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        "ghostzoo train: error: --compile failed: InvalidCxxCompiler: No working C++ compiler")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("ghostzoo train: error: --compile failed: InvalidCxxCompiler: No working C++ compiler")
+    )
     assert not (tmp_path / "run" / "last.pth").exists()

@@ -24,13 +24,15 @@ def imagenette_model():
     return ghostzoo.create_model("ghostnet_100.imagenette", pretrained=True).eval()
 
 
-@pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("openvino", ".xml"), ("torchscript", ".pt"),
-                                         ("pt2", ".pt2")])
+@pytest.mark.parametrize(
+    "fmt, suffix", [("onnx", ".onnx"), ("openvino", ".xml"), ("torchscript", ".pt"), ("pt2", ".pt2")]
+)
 def test_every_format_runs_as_the_model_it_came_from(imagenette_model, tmp_path, fmt, suffix):
     report = export_model(imagenette_model, fmt, tmp_path / f"m{suffix}", dynamic_batch=True)
     assert report.max_rel_error <= 1e-4 and report.dynamic_batch
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"m{s}" for s in
-                                                                 ({".xml", ".bin"} if fmt == "openvino" else {suffix}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"m{s}" for s in ({".xml", ".bin"} if fmt == "openvino" else {suffix})
+    )
     runtime = load_exported(tmp_path / f"m{suffix}", "ghostnet_100")
     assert runtime.pretrained_cfg == imagenette_model.pretrained_cfg  # classes, 128 px, preprocessing
     x = torch.randn(3, 3, 128, 128)  # a batch size the export did not trace
@@ -83,8 +85,21 @@ def test_a_graph_that_picks_other_neighbours_fails(tmp_path, monkeypatch, fmt, s
 
 def test_cli_export_then_validate_the_file(tmp_path, capsys):
     out = tmp_path / "g.xml"
-    assert main(["export", "ghostnet_100.imagenette", "--format", "openvino", "--output", str(out),
-                 "--report", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "ghostnet_100.imagenette",
+                "--format",
+                "openvino",
+                "--output",
+                str(out),
+                "--report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "static (no shape ops)" in printed and "openvino" in printed
     report = json.loads((tmp_path / "r.json").read_text())
@@ -95,14 +110,19 @@ def test_cli_export_then_validate_the_file(tmp_path, capsys):
     assert capsys.readouterr().out == exported
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["ghostnet_100.imagenette", "--format", "onnx", "--output", "x.xml"], "--format onnx writes a .onnx file"),
-    (["ghostnet_050", "--format", "onnx", "--output", "x.onnx"], "has no released weights"),
-    (["no_such_net", "--format", "onnx", "--output", "x.onnx"], "unknown model"),
-    (["ghostnet_100", "--format", "pt2", "--output", "x.pt2", "--random-weights", "--int8", "q.onnx"],
-     "a pt2 file cannot hold an int8 ONNX model"),
-    (["ghostnet_100", "--format", "onnx", "--output", "x.onnx", "--int8", "missing.onnx"], "not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ghostnet_100.imagenette", "--format", "onnx", "--output", "x.xml"], "--format onnx writes a .onnx file"),
+        (["ghostnet_050", "--format", "onnx", "--output", "x.onnx"], "has no released weights"),
+        (["no_such_net", "--format", "onnx", "--output", "x.onnx"], "unknown model"),
+        (
+            ["ghostnet_100", "--format", "pt2", "--output", "x.pt2", "--random-weights", "--int8", "q.onnx"],
+            "a pt2 file cannot hold an int8 ONNX model",
+        ),
+        (["ghostnet_100", "--format", "onnx", "--output", "x.onnx", "--int8", "missing.onnx"], "not found"),
+    ],
+)
 def test_bad_export_requests_give_one_line(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(["export", *argv]) == 1
@@ -111,8 +131,16 @@ def test_bad_export_requests_give_one_line(tmp_path, monkeypatch, capsys, argv, 
     assert list(tmp_path.iterdir()) == []
 
 
-CNN_FAMILIES = {"ghostnet", "ghostnetv2", "ghostnetv3", "ghost_resnet", "g_ghost_regnet", "tinynet", "legonet",
-                "versatile_filters"}
+CNN_FAMILIES = {
+    "ghostnet",
+    "ghostnetv2",
+    "ghostnetv3",
+    "ghost_resnet",
+    "g_ghost_regnet",
+    "tinynet",
+    "legonet",
+    "versatile_filters",
+}
 # their ONNX export needs the native resolution: TNT, PyramidTNT and AugViT resample position embeddings
 # with antialiased bicubic interpolation (no ONNX op), the versatile VGGs pool adaptively to 7x7 (ONNX
 # only takes whole pooling factors)
@@ -167,10 +195,26 @@ def test_int8_file_goes_to_openvino_and_onnx(imagenette_model, tmp_path, capsys)
 
     images, _ = find_images([demo_images()])
     transform = create_transform(imagenette_model.pretrained_cfg)
-    int8 = quantize_to_onnx(imagenette_model, torch.stack([transform(read_image(p)) for p in images]),
-                            tmp_path / "q.onnx")
-    assert main(["export", "ghostnet_100", "--int8", str(int8), "--format", "openvino",
-                 "--output", str(tmp_path / "q.xml"), "--report", str(tmp_path / "r.json")]) == 0
+    int8 = quantize_to_onnx(
+        imagenette_model, torch.stack([transform(read_image(p)) for p in images]), tmp_path / "q.onnx"
+    )
+    assert (
+        main(
+            [
+                "export",
+                "ghostnet_100",
+                "--int8",
+                str(int8),
+                "--format",
+                "openvino",
+                "--output",
+                str(tmp_path / "q.xml"),
+                "--report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["int8"] and report["errors"]["openvino"] <= report["tolerance"]
     assert "QuantizeLinear" in report["ops"] and "int8" in capsys.readouterr().out
@@ -178,6 +222,10 @@ def test_int8_file_goes_to_openvino_and_onnx(imagenette_model, tmp_path, capsys)
     ort, ov = load_exported(int8), load_exported(tmp_path / "q.xml")
     assert ov.extra == ort.extra and "quantization" in ov.extra  # the scheme travels into the IR
     assert (ov(x).argmax(1) == ort(x).argmax(1)).all()
-    assert main(["export", "ghostnet_100", "--int8", str(int8), "--format", "onnx",
-                 "--output", str(tmp_path / "copy.onnx")]) == 0
+    assert (
+        main(
+            ["export", "ghostnet_100", "--int8", str(int8), "--format", "onnx", "--output", str(tmp_path / "copy.onnx")]
+        )
+        == 0
+    )
     assert (tmp_path / "copy.onnx").read_bytes() == int8.read_bytes()

@@ -48,8 +48,10 @@ def _imported(path: Path) -> list[tuple[str, int]]:
             anchor = package[: len(package) - node.level + 1] if node.level else []
             base = ".".join(anchor + ([node.module] if node.module else []))
             # ``from .. import deploy`` imports the subpackage deploy, not the package's __init__
-            found += [(f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base, node.lineno)
-                      for alias in node.names]
+            found += [
+                (f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base, node.lineno)
+                for alias in node.names
+            ]
     return found
 
 
@@ -76,7 +78,7 @@ def find_cycle(graph: dict[str, dict[str, str]]) -> list[str]:
         path.append(node)
         for nxt in sorted(graph.get(node, {})):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = "done"

@@ -18,8 +18,15 @@ def _export(model: torch.nn.Module, path, with_metadata: bool = True) -> None:
     x = torch.randn(1, 3, 128, 128)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          dynamic_axes={"input": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            dynamic_axes={"input": {0: "batch"}},
+        )
     proto = onnx.load(str(path))
     if with_metadata:
         write_onnx_metadata(proto, model.pretrained_cfg, note="test")

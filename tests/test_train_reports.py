@@ -28,9 +28,20 @@ def train_imagenette():
 
 def test_script_refuses_a_missing_dataset_in_one_line(tmp_path):
     script = "train_imagenette.py"
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--data", str(tmp_path / "none"),
-                           "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "runs" / "x")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / script),
+            "--data",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "out"),
+            "--run-dir",
+            str(tmp_path / "runs" / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"{script}: dataset folder not found: {tmp_path / 'none'}"
     assert sorted(tmp_path.iterdir()) == []
@@ -47,14 +58,30 @@ def test_ghostzoo_train_in_nchw_is_the_benchmarks_plain_timm_loop(train_imagenet
             (data / split / c).mkdir(parents=True)
             for f in sorted((source / split / c).iterdir())[:n]:
                 (data / split / c / f.name).symlink_to(f)
-    args = train_imagenette.build_parser().parse_args([
-        "--data", str(data), "--epochs", "2", "--img-size", "64", "--batch-size", "4", "--workers", "1",
-        "--run-dir", str(tmp_path / "runs" / "x")])
+    args = train_imagenette.build_parser().parse_args(
+        [
+            "--data",
+            str(data),
+            "--epochs",
+            "2",
+            "--img-size",
+            "64",
+            "--batch-size",
+            "4",
+            "--workers",
+            "1",
+            "--run-dir",
+            str(tmp_path / "runs" / "x"),
+        ]
+    )
     ours, theirs = train_imagenette.pair_commands(args, seed=5)
     at = ours.index("--output-dir") + 1
     out, out_default = Path(ours[at]), tmp_path / "default"
-    runs = {"nchw": ours + ["--no-channels-last"], "default": ours[:at] + [str(out_default)] + ours[at + 1:],
-            "plain": theirs + ["--save-state", str(tmp_path / "plain.pth")]}
+    runs = {
+        "nchw": ours + ["--no-channels-last"],
+        "default": ours[:at] + [str(out_default)] + ours[at + 1 :],
+        "plain": theirs + ["--save-state", str(tmp_path / "plain.pth")],
+    }
     for name, cmd in runs.items():
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
