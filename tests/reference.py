@@ -72,3 +72,16 @@ def timm_checkpoint(
     path = Path(folder) / f"timm_{timm_name}.pth"
     torch.save(reference.state_dict(), path)
     return reference, path
+
+
+# The convolutional families: every one folds into plain convolutions and exports to a static graph.
+CNN_FAMILIES = {
+    "ghostnet",
+    "ghostnetv2",
+    "ghostnetv3",
+    "ghost_resnet",
+    "g_ghost_regnet",
+    "tinynet",
+    "legonet",
+    "versatile_filters",
+}

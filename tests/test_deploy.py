@@ -16,7 +16,7 @@ from ghostzoo.profile import profile_model
 from ghostzoo.registry import model_entries
 
 from golden import load_golden, relative_error
-from reference import randomize_batchnorm
+from reference import CNN_FAMILIES, randomize_batchnorm
 
 
 def _smallest_per_family() -> list[str]:
@@ -59,16 +59,6 @@ def test_every_family_deploys_to_the_same_outputs(name):
         assert ghostzoo.count_params(model) <= params  # between convolutions; their deploy forms do not
 
 
-CNN_FAMILIES = {
-    "ghostnet",
-    "ghostnetv2",
-    "ghostnetv3",
-    "ghost_resnet",
-    "g_ghost_regnet",
-    "tinynet",
-    "legonet",
-    "versatile_filters",
-}
 CONVOLUTIONS = (nn.modules.conv._ConvNd, VConv2d, LegoConv2d)
 
 

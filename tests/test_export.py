@@ -16,7 +16,7 @@ from ghostzoo.layers import DynamicGraphConv2d
 from ghostzoo.registry import model_entries
 
 from golden import relative_error
-from reference import randomize_batchnorm
+from reference import CNN_FAMILIES, randomize_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +131,6 @@ def test_bad_export_requests_give_one_line(tmp_path, monkeypatch, capsys, argv, 
     assert list(tmp_path.iterdir()) == []
 
 
-CNN_FAMILIES = {
-    "ghostnet",
-    "ghostnetv2",
-    "ghostnetv3",
-    "ghost_resnet",
-    "g_ghost_regnet",
-    "tinynet",
-    "legonet",
-    "versatile_filters",
-}
 # their ONNX export needs the native resolution: TNT, PyramidTNT and AugViT resample position embeddings
 # with antialiased bicubic interpolation (no ONNX op), the versatile VGGs pool adaptively to 7x7 (ONNX
 # only takes whole pooling factors)
