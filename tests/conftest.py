@@ -1,15 +1,25 @@
-"""Shared fixtures: where ../shared lives, and an isolated download cache for every test."""
+"""Shared fixtures: where ../shared lives, an isolated download cache for every test, and the threads of
+each pytest-xdist worker."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 GOLDEN_DIR = SHARED / "golden"
 DATA_DIR = SHARED / "data"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, share the cores among the workers: torch would give each of them all."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def require(path: Path) -> Path:

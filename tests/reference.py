@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Callable, Tuple
+from typing import Callable, Iterable, List, Set, Tuple
 
+import pytest
 import timm
 import torch
+
+from ghostzoo.registry import model_entries
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -85,3 +89,34 @@ CNN_FAMILIES = {
     "legonet",
     "versatile_filters",
 }
+
+
+# A variant above this many parameters differs from its family's smallest only by its config (depths,
+# widths), which the default run still checks against the official model by its parameter count
+# (test_profile.py); running its numerics too is left to `pytest -m slow`.
+LARGE_PARAMS = 30_000_000
+
+
+def smallest_per_family() -> Set[str]:
+    """The registered model with the fewest published parameters of each family."""
+    best: dict = {}
+    for name, entry in sorted(model_entries().items()):
+        size = entry.default_cfg.published.params or math.inf
+        if entry.family not in best or size < best[entry.family][0]:
+            best[entry.family] = (size, name)
+    return {name for _, name in best.values()}
+
+
+# Variants that are not their family's smallest but take a code path of their own.
+OWN_CODE_PATH = {"vcnn_vgg11_bn"}  # the versatile VGGs with BatchNorm
+
+
+def is_large_variant(name: str) -> bool:
+    """Over :data:`LARGE_PARAMS`, and neither the smallest of its family nor in :data:`OWN_CODE_PATH`."""
+    params = model_entries()[name].default_cfg.published.params or 0
+    return params > LARGE_PARAMS and name not in smallest_per_family() | OWN_CODE_PATH
+
+
+def small_variants_first(names: Iterable[str]) -> List:
+    """``names`` as pytest params, the large variants (:func:`is_large_variant`) behind the slow marker."""
+    return [pytest.param(n, marks=pytest.mark.slow) if is_large_variant(n) else n for n in names]

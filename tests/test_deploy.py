@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn as nn
@@ -16,16 +14,7 @@ from ghostzoo.profile import profile_model
 from ghostzoo.registry import model_entries
 
 from golden import load_golden, relative_error
-from reference import CNN_FAMILIES, randomize_batchnorm
-
-
-def _smallest_per_family() -> list[str]:
-    best: dict[str, tuple[float, str]] = {}
-    for name, entry in sorted(model_entries().items()):
-        size = entry.default_cfg.published.params or math.inf
-        if entry.family not in best or size < best[entry.family][0]:
-            best[entry.family] = (size, name)
-    return sorted(name for _, name in best.values())
+from reference import CNN_FAMILIES, randomize_batchnorm, small_variants_first, smallest_per_family
 
 
 def _with_real_bn_statistics(model: nn.Module) -> nn.Module:
@@ -41,7 +30,7 @@ def _with_real_bn_statistics(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", _smallest_per_family())
+@pytest.mark.parametrize("name", sorted(smallest_per_family()))
 def test_every_family_deploys_to_the_same_outputs(name):
     """float64, so that a near-tie (ViG's k-NN) cannot flip on rounding differences."""
     model = _with_real_bn_statistics(ghostzoo.create_model(name))
@@ -88,7 +77,7 @@ def test_the_cnn_list_is_the_zoo():
     assert len(_cnns()) == 37 and {"tinynet_e", "lego_vgg16", "vcnn_vgg19_bn", "g_ghost_regnetx_320"} <= set(_cnns())
 
 
-@pytest.mark.parametrize("name", _cnns())
+@pytest.mark.parametrize("name", small_variants_first(_cnns()))
 def test_every_cnn_folds_into_plain_convolutions(name):
     """Random weights, BatchNorms with real statistics: the deploy form gives the same logits and runs
     no BatchNorm at all (so none that follows a convolution; none of these CNNs has one elsewhere,

@@ -44,7 +44,7 @@ from ghostzoo.registry import PretrainedCfg
 
 from conftest import GOLDEN_DIR
 from golden import load_golden
-from reference import calibrate_batchnorm, randomize_layernorm
+from reference import calibrate_batchnorm, randomize_layernorm, small_variants_first
 
 NAMES = ghostzoo.list_models()
 NUM_CLASSES = 7  # not any model's default, so the argument has to reach the head
@@ -87,7 +87,7 @@ class Subject:
     taps: Dict[str, object]  # feature_info module -> its output during forward_features
 
 
-@pytest.fixture(scope="module", params=NAMES)
+@pytest.fixture(scope="module", params=small_variants_first(NAMES))
 def subject(request) -> Subject:
     """One model at a time (pytest groups the tests by model), with its outputs on one input."""
     name = request.param

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import ghostzoo
 from ghostzoo.profile import profile_model
 
 from conftest import GOLDEN_DIR
 from golden import load_golden
+from reference import is_large_variant, small_variants_first
 
 MODELS = [n for n in ghostzoo.list_models() if (GOLDEN_DIR / f"{n}.json").exists()]
 
@@ -18,7 +20,7 @@ def test_every_model_has_a_golden_file():
     assert not missing, f"registered without a golden reference: {missing}"
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", small_variants_first(MODELS))
 def test_params_and_macs_equal_the_official_model(name):
     golden = load_golden(name)
     model = ghostzoo.create_model(name, num_classes=golden["num_classes"])
@@ -27,3 +29,16 @@ def test_params_and_macs_equal_the_official_model(name):
     assert prof.macs == golden["macs_batch1"]["value"]
     assert sum(s.macs for s in prof.stages) == prof.macs
     assert sum(s.params for s in prof.stages) == prof.params
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if is_large_variant(n)])
+def test_large_variants_have_the_official_parameter_count(name):
+    """The default run's check of a large variant's config (its MACs, numerics and surface: ``-m slow``).
+    Built on the meta device where the model allows it: no memory, no initialisation, same shapes."""
+    golden = load_golden(name)
+    try:
+        with torch.device("meta"):
+            model = ghostzoo.create_model(name, num_classes=golden["num_classes"])
+    except (RuntimeError, NotImplementedError):  # e.g. ViG reads drop-path rates with .item() when built
+        model = ghostzoo.create_model(name, num_classes=golden["num_classes"])
+    assert sum(p.numel() for p in model.parameters()) == golden["params"]

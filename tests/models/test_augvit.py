@@ -13,7 +13,7 @@ import ghostzoo
 from ghostzoo.layers import BlockCirculantLinear
 
 from golden import check_golden, golden_weights_module, load_golden
-from reference import randomize_layernorm, timm_checkpoint
+from reference import randomize_layernorm, small_variants_first, timm_checkpoint
 
 NAMES = [
     "augvit_small",
@@ -34,12 +34,12 @@ def deit_s(tmp_path_factory):
     return reference, path, ghostzoo.create_model("augvit_small", checkpoint_path=path).eval()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_matches_official_logits(name, tmp_path):
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_cfg_matches_official_and_published(name):
     cfg = ghostzoo.get_pretrained_cfg(name)
     assert cfg.published.params == load_golden(name)["params"]  # = the model's count: the contract test

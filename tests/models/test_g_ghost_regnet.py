@@ -12,6 +12,7 @@ from ghostzoo.models.g_ghost_regnet import GGhostStage
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
+from reference import small_variants_first
 
 SIZES = ["002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320"]
 NAMES = [f"g_ghost_regnetx_{s}" for s in SIZES]
@@ -28,7 +29,7 @@ def test_all_twelve_sizes_are_registered():
     assert ghostzoo.list_models("g_ghost_regnetx_*") == NAMES
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_matches_official_logits(name, tmp_path):
     check_golden(name, tmp_path)
 

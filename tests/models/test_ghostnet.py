@@ -10,18 +10,18 @@ import ghostzoo
 from ghostzoo.profile import profile_model
 
 from golden import check_golden
-from reference import timm_checkpoint
+from reference import small_variants_first, timm_checkpoint
 
 WIDTHS = ["ghostnet_050", "ghostnet_100", "ghostnet_130"]
 OFFICIAL_PARAMS = {"ghostnet_050": 2_587_292, "ghostnet_100": 5_182_508, "ghostnet_130": 7_358_820}
 
 
-@pytest.mark.parametrize("name", WIDTHS)
+@pytest.mark.parametrize("name", small_variants_first(WIDTHS))
 def test_matches_official_logits(name, tmp_path):
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", WIDTHS)
+@pytest.mark.parametrize("name", small_variants_first(WIDTHS))
 def test_published_numbers(name):
     # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     cfg = ghostzoo.get_pretrained_cfg(name)

@@ -11,7 +11,7 @@ from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, golden_weights_module, load_golden, relative_error
-from reference import timm_checkpoint
+from reference import small_variants_first, timm_checkpoint
 
 WIDTHS = ["ghostnetv2_100", "ghostnetv2_130", "ghostnetv2_160"]
 OFFICIAL_PARAMS = {"ghostnetv2_100": 6_156_908, "ghostnetv2_130": 8_960_404, "ghostnetv2_160": 12_392_698}
@@ -24,12 +24,12 @@ def timm_and_ours(tmp_path_factory):
     return reference, ghostzoo.create_model("ghostnetv2_100", checkpoint_path=path).eval()
 
 
-@pytest.mark.parametrize("name", WIDTHS)
+@pytest.mark.parametrize("name", small_variants_first(WIDTHS))
 def test_matches_official_logits(name, tmp_path):
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", WIDTHS)
+@pytest.mark.parametrize("name", small_variants_first(WIDTHS))
 def test_published_numbers(name):
     # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     cfg = ghostzoo.get_pretrained_cfg(name)

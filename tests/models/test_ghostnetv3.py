@@ -15,7 +15,7 @@ from ghostzoo.cli import main
 from ghostzoo.profile import profile_model
 
 from golden import golden_weights_module, load_golden, relative_error, save_golden_checkpoint
-from reference import timm_checkpoint
+from reference import small_variants_first, timm_checkpoint
 
 WIDTHS = ["ghostnetv3_050", "ghostnetv3_100", "ghostnetv3_130", "ghostnetv3_160"]
 OFFICIAL_PARAMS = {
@@ -42,7 +42,7 @@ def golden_models(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", WIDTHS)
+@pytest.mark.parametrize("name", small_variants_first(WIDTHS))
 def test_training_form_matches_official_logits(name, golden_models):
     model, x, ref = golden_models(name)
     with torch.no_grad():
@@ -51,7 +51,7 @@ def test_training_form_matches_official_logits(name, golden_models):
     assert ghostzoo.get_pretrained_cfg(name).published.params == OFFICIAL_PARAMS[name]  # = the model's: contract test
 
 
-@pytest.mark.parametrize("name", WIDTHS)
+@pytest.mark.parametrize("name", small_variants_first(WIDTHS))
 def test_reparameterize_gives_the_official_deploy_form(name, golden_models):
     """Same logits (1e-4), and the official deploy form's keys, shapes, params and MACs."""
     g = load_golden(name)

@@ -13,7 +13,7 @@ from ghostzoo.layers import resize_rel_pos_bias
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
-from reference import randomize_batchnorm
+from reference import randomize_batchnorm, small_variants_first
 
 NATIVE = {"ptnt_ti_patch16_192": 192, "ptnt_s_patch16_256": 256, "ptnt_m_patch16_256": 256, "ptnt_b_patch16_256": 256}
 NAMES = list(NATIVE)
@@ -37,13 +37,13 @@ def ti_checkpoint(tmp_path_factory):
     return model, path
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_matches_official_logits(name, tmp_path):
     assert load_golden(name)["input"]["shape"][2:] == [NATIVE[name]] * 2
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_cfg_matches_official_and_published(name):
     cfg = ghostzoo.get_pretrained_cfg(name)
     params = cfg.published.params  # = the model's count: the contract test

@@ -12,20 +12,20 @@ from ghostzoo.profile import profile_model
 from ghostzoo.registry import IMAGENET_MEAN, IMAGENET_STD
 
 from golden import check_golden, load_golden
-from reference import timm_checkpoint
+from reference import small_variants_first, timm_checkpoint
 
 # native resolution int(224 * r) of the official eval.py
 NATIVE = {"tinynet_a": 192, "tinynet_b": 188, "tinynet_c": 184, "tinynet_d": 152, "tinynet_e": 106}
 NAMES = list(NATIVE)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_matches_official_logits_at_native_resolution(name, tmp_path):
     assert load_golden(name)["input"]["shape"][2:] == [NATIVE[name]] * 2
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_published_flops(name):
     # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     cfg = ghostzoo.get_pretrained_cfg(name)
@@ -34,7 +34,7 @@ def test_published_flops(name):
     assert conv_linear == pytest.approx(cfg.published.macs, rel=0.02)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_eval_cfg_and_release_match_timm(name):
     cfg = ghostzoo.get_pretrained_cfg(name)
     ref = timm.models.get_pretrained_cfg(f"{name}.in1k")

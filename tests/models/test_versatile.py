@@ -11,11 +11,12 @@ import ghostzoo
 from ghostzoo.layers import VConv2d
 
 from golden import check_golden
+from reference import small_variants_first
 
 NAMES = [f"vcnn_vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_matches_official_logits(name, tmp_path):
     check_golden(name, tmp_path)
 

@@ -16,6 +16,7 @@ from ghostzoo.models.vig import relative_pos_table, resize_relative_pos
 from ghostzoo.profile import profile_model
 
 from golden import check_golden, load_golden
+from reference import small_variants_first
 
 VIG = ["vig_ti_224_gelu", "vig_s_224_gelu", "vig_b_224_gelu"]
 PVIG = ["pvig_ti_224_gelu", "pvig_s_224_gelu", "pvig_m_224_gelu", "pvig_b_224_gelu"]
@@ -31,14 +32,14 @@ README_TOP1 = {
 }
 
 
-@pytest.mark.parametrize("name", VIG + PVIG)
+@pytest.mark.parametrize("name", small_variants_first(VIG + PVIG))
 def test_matches_official_logits_in_float64(name, tmp_path):
     # check_golden runs model and input under .double() for these 'fragile' files, at 1e-6
     assert load_golden(name)["numerics"]["fragile"]
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", VIG + PVIG)
+@pytest.mark.parametrize("name", small_variants_first(VIG + PVIG))
 def test_trainable_params_and_published_numbers(name):
     # the model's params and MACs equal the official ones: test_model_contract.py, test_profile.py
     model = ghostzoo.create_model(name)

@@ -10,6 +10,7 @@ import ghostzoo
 from ghostzoo.profile import profile_model
 
 from golden import check_golden
+from reference import small_variants_first
 
 NAMES = ["wavemlp_t_dw", "wavemlp_t", "wavemlp_s", "wavemlp_m", "wavemlp_b"]
 # official wavemlp_pytorch/README.md: params (M), FLOPs (G), top-1; Wave-MLP-B is not in the table
@@ -21,12 +22,12 @@ README = {
 }
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_matches_official_logits(name, tmp_path):
     check_golden(name, tmp_path)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", small_variants_first(NAMES))
 def test_published_numbers(name):
     # the model's params and MACs equal the official ones (GroupNorm counted as fvcore does, S/M/B):
     # test_model_contract.py, test_profile.py
