@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -175,19 +174,6 @@ def run_pair(args: argparse.Namespace, seed: int) -> list[dict]:
     ]
 
 
-def machine() -> str:
-    """The CPU, the kernels PyTorch picks for it and the versions: what a seed's runs depend on."""
-    import timm
-    import torch
-
-    from ghostzoo.bench import processor_name
-
-    return (
-        f"{processor_name()} ({os.cpu_count()} logical CPUs, PyTorch's {torch.backends.cpu.get_cpu_capability()} "
-        f"kernels), torch {torch.__version__}, timm {timm.__version__}"
-    )
-
-
 def paired_summary(diffs: list[float]) -> str:
     """The per-seed top-1 differences (ghostzoo minus the plain loop) in one sentence, with the standard
     error of their mean, which says how far the mean could move with other seeds."""
@@ -264,6 +250,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def write_report(rows: list[dict], args: argparse.Namespace) -> str:
     from ghostzoo._io import write_text_atomic
+    from ghostzoo.bench import machine_description
     from ghostzoo.bench.tables import write_csv
 
     out = Path(args.out)
@@ -273,7 +260,7 @@ def write_report(rows: list[dict], args: argparse.Namespace) -> str:
         f"--seeds {' '.join(map(str, args.seeds))}"
     )
     n_val = sum(1 for f in (Path(args.data) / "val").rglob("*") if f.is_file())
-    text = report_text(rows, command, machine(), n_val)
+    text = report_text(rows, command, machine_description(), n_val)
     write_csv(out / "train_imagenette.csv", rows, COLUMNS)
     plot(rows, out / "train_imagenette.png")
     write_text_atomic(out / "train_imagenette.md", text)

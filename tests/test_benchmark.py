@@ -111,9 +111,13 @@ def test_unsupported_and_failing_backends_give_rows(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a)
     )
-    got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=16, budget=QUICK, threads=1)
-    assert got[0].status.startswith("error: RuntimeError: ") and got[0].median_ms is None  # 16 px is too small
+    got = benchmark(["lego_vgg16"], ["eager", "openvino"], [1], input_size=32, budget=QUICK, threads=1)
+    assert got[0].ok and got[1].median_ms is None
     assert got[1].status == "unsupported: openvino is not installed (pip install openvino)"
+    got = benchmark(["lego_vgg16"], ["eager"], [1], input_size=16, budget=QUICK, threads=1)
+    assert got[0].median_ms is None and got[0].status == (
+        "unsupported: --input-size 16 is too small for lego_vgg16: the smallest side it runs on is 32px"
+    )
 
 
 def test_large_batches_only_for_small_models():
@@ -302,3 +306,14 @@ def test_update_measures_again_only_what_it_names(tmp_path, capsys):
         columns = header.replace(",", ", ")
         assert len(err) == 1 and f"is not a benchmark CSV of this version (columns {columns})" in err[0]
         assert (out / f"{name}.csv").read_text() == header + "\n" and not (out / f"{name}.md").exists()
+
+
+def test_nothing_measured_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["benchmark", "vig_ti_224_gelu", "--backends", "int8", "--output-dir", str(out), *QUICK_ARGS]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]  # after the progress bar
+    assert line.startswith("ghostzoo benchmark: error: nothing could be measured, so nothing was written; ")
+    assert "has no int8 path" in line and err.count("error:") == 1
+    assert not out.exists() or not any(out.iterdir())

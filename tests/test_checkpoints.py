@@ -193,9 +193,24 @@ def test_loading_is_safe_against_pickled_code(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"state_dict": _Exploit()}, f, protocol=2)
-    with pytest.raises(ghostzoo.CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(ghostzoo.CheckpointError) as refused:
         _load(path)
     assert "arbitrary code ran" not in capsys.readouterr().out
+    assert str(refused.value) == (
+        f"cannot read checkpoint {path}: it holds pickled code, which ghostzoo never runs "
+        "(Unsupported global: GLOBAL print was not an allowed global by default)"
+    )
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(official_sd, tmp_path, value):
+    """A diverged run's weights would predict 'nan%' with exit 0; they are refused when loaded."""
+    sd = {k: v.clone() for k, v in official_sd.items()}
+    key = "blocks.3.0.ghost1.primary_conv.0.weight"
+    sd[key].view(-1)[5] = value
+    path = _save(tmp_path / "broken.pth", sd)
+    with pytest.raises(ghostzoo.CheckpointError, match=rf"holds NaN or infinite weights in 1 tensor\(s\), {key} first"):
+        _load(path)
 
 
 def test_not_a_state_dict(tmp_path):
@@ -304,6 +319,34 @@ def test_hf_hub_offline_miss_is_one_line(hf_cache):
     with pytest.raises(ghostzoo.CheckpointError) as err:
         _load("hf-hub:nobody/nothing")
     assert "\n" not in str(err.value) and "--checkpoint" in str(err.value)
+
+
+def test_unreachable_hub_fails_at_once_in_one_line(hf_cache, monkeypatch):
+    """Without HF_HUB_OFFLINE, an unreachable hub is reported at once, not after a minute of retries."""
+    import socket
+
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+
+    def no_network(address, timeout=None):
+        raise OSError("[Errno -2] Name or service not known")
+
+    real_download = huggingface_hub.hf_hub_download
+
+    def cache_only(*args, local_files_only=False, **kwargs):
+        assert local_files_only, "the hub was called although it cannot be reached"
+        return real_download(*args, local_files_only=True, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", cache_only)
+    with pytest.raises(ghostzoo.CheckpointError) as err:
+        _load("hf-hub:nobody/nothing")
+    assert str(err.value) == (
+        "hf-hub:nobody/nothing is not in the local cache and the hub cannot be reached (huggingface.co: [Errno -2] "
+        "Name or service not known); fetch the file on a machine that is online and pass it with --checkpoint PATH"
+    )
 
 
 def test_pretrained_without_released_weights():

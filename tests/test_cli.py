@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 
 from ghostzoo.cli import main
 
+from conftest import DATA_DIR, require
 from golden import load_golden, save_golden_checkpoint
 
 
@@ -180,6 +182,8 @@ def test_offline_pretrained_download_is_one_line(capsys, monkeypatch, imagenet_v
         ["predict", "ghostnet_100", "x.jpg", "--topk", "0"],
         ["predict", "ghostnet_100", "x.jpg", "--topk", "many"],
         ["profile", "ghostnet_100", "--input-size", "-3"],
+        ["benchmark", "ghostnet_050", "--output-dir", "out", "--name", "../../x"],
+        ["train", "ghostnet_050", "--data", "d", "--lr", "-1"],
         ["predict", "ghostnet_100"],
         ["frobnicate"],
         [],
@@ -195,5 +199,117 @@ def test_bad_arguments_exit_2(capsys, argv):
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "ghostzoo", "info", "nope"], capture_output=True, text=True)
     assert out.returncode == 1 and out.stderr.startswith("ghostzoo info: error: unknown model 'nope'")
-    out = subprocess.run([sys.executable, "-m", "ghostzoo", "list"], capture_output=True, text=True)
-    assert out.returncode == 0 and "ghostnet_130" in out.stdout
+
+
+# One command per output option of each subcommand; each would run for a while before writing.
+OUTPUT_COMMANDS = [
+    ["list", "ghostnet_*", "--output", "{target}"],
+    ["info", "ghostnet_100", "--output", "{target}"],
+    ["profile", "ghostnet_050", "--output", "{target}"],
+    ["predict", "ghostnet_050", "x.jpg", "--checkpoint", "none.pth", "--output", "{target}"],
+    ["validate", "ghostnet_050", "--data", "none", "--output", "{target}"],
+    ["export", "ghostnet_050", "--format", "onnx", "--random-weights", "--output", "{target}"],
+    ["quantize", "ghostnet_050", "--output", "{target}", "--checkpoint", "none.pth", "--calib-data", "none"],
+    ["benchmark", "ghostnet_050", "--output-dir", "{target}"],
+    ["train", "ghostnet_050", "--data", "none", "--output-dir", "{target}"],
+]
+
+
+@pytest.mark.parametrize("argv", OUTPUT_COMMANDS, ids=lambda argv: argv[0])
+@pytest.mark.parametrize("where", ["under_a_file", "a_folder"])
+def test_unwritable_output_targets_are_refused_before_the_work(capsys, tmp_path, argv, where):
+    """An output under a regular file, or (for a file output) a folder by that name: one line, exit 1,
+    before the command's own checks and work, and nothing written there."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    is_dir_option = "--output-dir" in argv
+    if where == "a_folder" and is_dir_option:
+        pytest.skip("an existing folder is a fine --output-dir")
+    target = blocker / "out.json" if where == "under_a_file" else folder
+    before = sorted(tmp_path.rglob("*"))
+    code, out, err = run(capsys, *[a.replace("{target}", str(target)) for a in argv])
+    assert code == 1
+    if where == "a_folder":
+        assert_one_line_error(err, f"--output {target} is a folder: name a file to write")
+    else:
+        option = "--output-dir" if is_dir_option else "--output"
+        assert_one_line_error(err, f"{option} {target}: {blocker} is not a writable folder")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_predict_takes_a_single_path(ckpt_050, imagenet_val_images):
+    """A path given as one string is one image (or folder), not a sequence of one-character paths."""
+    import ghostzoo
+    from ghostzoo.inference import Predictor
+
+    predictor = Predictor(ghostzoo.create_model("ghostnet_050", checkpoint_path=ckpt_050))
+    one = predictor.predict(str(imagenet_val_images[0]), topk=2)
+    listed = predictor.predict([imagenet_val_images[0]], topk=2)
+    assert [p["path"] for p in one.predictions] == [str(imagenet_val_images[0])] and not one.skipped
+    assert one.predictions == listed.predictions
+
+
+def _bad_inputs(tmp_path):
+    """One bad input per subcommand, beyond the classes tested on their own: (argv, what the line says)."""
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    no_images = tmp_path / "no_images"
+    (no_images / "train" / "a").mkdir(parents=True)
+    (no_images / "val" / "a").mkdir(parents=True)
+    only_train = tmp_path / "only_train"
+    (only_train / "train" / "a").mkdir(parents=True)
+    (only_train / "train" / "a" / "x.jpg").write_bytes(b"")
+    out = str(tmp_path / "out.json")
+    return [
+        (["list", "zzz*", "--output", out], "no model matches 'zzz*'"),
+        (["info", "ghostnet_100.nope", "--output", out], "unknown pretrained tag"),
+        (["predict", "ghostnet_050", str(tmp_path), "--checkpoint", str(empty), "--output", out], "cannot read"),
+        (["demo", "ghostnet_050", "--output", out], "no released weights"),
+        (["validate", "ghostnet_100.imagenette", "--data", str(no_images), "--output", out], "no_images"),
+        (["train", "ghostnet_050", "--data", str(only_train), "--output-dir", str(tmp_path / "run")], "val"),
+        (["export", "ghostnet_051", "--format", "onnx", "--output", str(tmp_path / "m.onnx")], "unknown model"),
+        (["benchmark", "ghostnet_050", "--notes", "missing.md", "--output-dir", str(tmp_path / "b")], "--notes"),
+        (["quantize", "vig_ti_224_gelu", "--output", str(tmp_path / "q.onnx"), "--calib-data", "x"], "vig_ti_224_gelu"),
+        (["profile", "ghostnet_100.in21k", "--output", out], "unknown pretrained tag"),
+    ]
+
+
+def test_bad_input_to_every_subcommand_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    from ghostzoo.cli import COMMANDS
+
+    cases = _bad_inputs(tmp_path)
+    assert {argv[0] for argv, _ in cases} == set(COMMANDS)
+    before = sorted(tmp_path.rglob("*"))
+    for argv, fragment in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 1, (argv, err)
+        assert_one_line_error(err, f"ghostzoo {argv[0]}: error: ", fragment)
+        assert "Traceback" not in err + out
+        assert sorted(tmp_path.rglob("*")) == before, argv
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["profile", "--input-size", "8"],
+        ["export", "--input-size", "8", "--format", "onnx", "--random-weights", "--output", "{tmp}/m.onnx"],
+        ["benchmark", "--input-size", "8", "--output-dir", "{tmp}/b", "--max-iters", "1", "--min-iters", "1"],
+        ["train", "--img-size", "8", "--data", "{data}", "--output-dir", "{tmp}/run", "--batch-size", "4"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_an_input_too_small_for_the_model_names_the_smallest(capsys, tmp_path, argv):
+    """TNT cuts 16 px patches: on 8 px images it would fail deep inside. The command says which side
+    the model takes, and that side runs."""
+    data = require(DATA_DIR / "imagenette-160")
+    argv = [argv[0], "tnt_s_patch16_224", *[a.format(tmp=tmp_path, data=data) for a in argv[1:]]]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    line = err.strip().splitlines()[-1]  # after benchmark's progress bar
+    option = "--img-size" if argv[0] == "train" else "--input-size"
+    found = re.search(rf"{option} 8 is too small for tnt_s_patch16_224: the smallest side it runs on is (\d+)px", line)
+    assert found and err.count("error:") == 1, err
+    assert not list(tmp_path.iterdir())
+    assert run(capsys, "profile", "tnt_s_patch16_224", "--input-size", found.group(1))[0] == 0

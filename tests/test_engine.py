@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +18,8 @@ import torch
 
 import ghostzoo
 from ghostzoo.cli import main
-from ghostzoo.engine import validate
+from ghostzoo.engine import TrainConfig, train, validate
+from ghostzoo.registry import get_pretrained_cfg
 
 from conftest import DATA_DIR, require
 from golden import save_golden_checkpoint
@@ -109,6 +111,20 @@ def test_validate_refuses_class_mismatch(tiny, tmp_path):
     model = ghostzoo.create_model("ghostnet_050", checkpoint_path=ckpt, num_classes=7)
     with pytest.raises(ghostzoo.GhostzooError, match="dataset has 3 classes but the model predicts 7"):
         validate(model, tiny, "val", workers=0)
+    # as many classes, but other ones: scoring label i against output i would be silently wrong
+    model = ghostzoo.create_model("ghostnet_050", num_classes=3)
+    model.pretrained_cfg = dataclasses.replace(model.pretrained_cfg, class_names=("tench", "goldfish", "shark"))
+    with pytest.raises(ghostzoo.GhostzooError, match="the model's class 1 is 'goldfish' but .* is 'English springer'"):
+        validate(model, tiny, "val", workers=0)
+
+
+def test_splits_with_other_classes_are_named(tiny, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    shutil.move(data / "val" / CLASSES[2], data / "val" / "n03000684")
+    assert main(["train", "ghostnet_050", "--data", str(data), "--output-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"only in train: {CLASSES[2]}; only in val: n03000684" in err and not (tmp_path / "run").exists()
 
 
 def test_resume_after_sigkill_ends_with_identical_weights(tiny, tmp_path):
@@ -157,6 +173,11 @@ def test_torchrun_two_cpu_processes_keep_replicas_identical(tiny, tmp_path):
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
     assert done.stdout.count("epoch 1/1") == 1  # only rank 0 logs
+    # the same command again: the folder holds a run, and every rank stops with the same line
+    again = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    refusal = f"ghostzoo train: error: {tmp_path / 'ddp'} already holds a run; pass --resume"
+    assert again.returncode != 0 and again.stderr.count(refusal) == 2, again.stderr[-2000:]
+    assert "ProcessGroup" not in again.stderr and "DistBackendError" not in again.stderr
 
 
 def test_fine_tune_re_heads_a_checkpoint_and_the_result_loads_by_itself(tmp_path, capsys):
@@ -269,64 +290,124 @@ def test_bad_training_arguments(tiny, tmp_path, capsys):
         == 1
     )
     assert "corrupt.JPEG is not a writable folder" in capsys.readouterr().err
+    for knob, message in (
+        (["--crop-scale", "0.6", "0.2"], "crop_scale must be two fractions 0 < low <= high <= 1, got 0.6, 0.2"),
+        (["--val-crop-pct", "1.5"], "val_crop_pct must be in (0, 1], got 1.5"),
+        (["--smoothing", "2"], "smoothing must be in [0, 1), got 2.0"),
+        (["--opt", "nonsense"], "unknown optimizer 'nonsense'"),
+        (["--auto-augment", "garbage"], "cannot build the training augmentation (--auto-augment 'garbage')"),
+        (["--num-classes", "2", "--batch-size", "4"], "--num-classes 2 is fewer than the 3 classes of"),
+    ):
+        out = tmp_path / knob[0].strip("-")
+        assert main(["train", "ghostnet_050", "--data", str(tiny), "--output-dir", str(out), *knob]) == 1
+        assert message in capsys.readouterr().err and not out.exists()
 
 
-def test_compiled_training_trains_the_model_itself(tiny, tmp_path):
+def test_the_evaluation_size_and_crop_travel_with_the_weights(tiny, tmp_path):
+    """A run trained at 64 px and evaluated at 80 px on the whole image records that evaluation in its
+    checkpoint: the model built from it predicts as the run measured."""
+    train(_one_step(tiny, tmp_path / "run", val_img_size=80, val_crop_pct=1.0, crop_scale=(0.5, 1.0)))
+    ckpt = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert (ckpt["img_size"], ckpt["crop_pct"]) == (80, 1.0)
+    model = ghostzoo.create_model("ghostnet_050", checkpoint_path=tmp_path / "run" / "last.pth")
+    assert model.pretrained_cfg.input_size == (3, 80, 80) and model.pretrained_cfg.crop_pct == 1.0
+    recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["history"][0]["top1"]
+    assert validate(model, tiny, "val", batch_size=4, workers=0).top1 == pytest.approx(recorded)
+
+
+def _small_net(seed: int = 0) -> torch.nn.Module:
+    """A stem, BatchNorm and classifier for the three tiny classes, with ghostnet_050's preprocessing:
+    torch.compile turns it around in seconds, where a whole GhostNet takes a minute."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, len(CLASSES)),
+    )
+    net.num_classes = len(CLASSES)
+    net.pretrained_cfg = dataclasses.replace(get_pretrained_cfg("ghostnet_050"), num_classes=len(CLASSES))
+    return net
+
+
+def _one_step(tiny: Path, out: Path, **knobs) -> TrainConfig:
+    return TrainConfig(
+        model="ghostnet_050",
+        data=str(tiny),
+        output_dir=str(out),
+        epochs=1,
+        steps_per_epoch=1,
+        img_size=64,
+        batch_size=4,
+        workers=0,
+        lr=0.02,
+        warmup_epochs=0,
+        seed=3,
+        progress=False,
+        **knobs,
+    )
+
+
+def test_compiled_training_trains_the_model_itself(tiny, tmp_path, monkeypatch):
     """--compile compiles the step, not a copy: checkpoints hold plain keys and the eager step's result.
 
     One step only: at batch 4 the rounding differences between any two float32 runs (NCHW against
     channels-last included) grow about 100x per step, so later steps compare chaos, not code.
     """
-    from ghostzoo.engine.train import epoch_seeds, seed_everything
-
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    initial = _small_net().state_dict()
     runs = {}
-    for name, extra in (("eager", ()), ("compiled", ("--compile",))):
-        done = subprocess.run(
-            _train_cmd(
-                tiny,
-                tmp_path / name,
-                "--epochs",
-                "1",
-                "--steps-per-epoch",
-                "1",
-                "--lr",
-                "0.02",
-                "--warmup-epochs",
-                "0",
-                "--drop-rate",
-                "0",
-                *extra,
-            ),
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
+    for name, compile in (("eager", False), ("compiled", True)):
+        train(_one_step(tiny, tmp_path / name, compile=compile), model=_small_net())
         runs[name] = torch.load(tmp_path / name / "last.pth", weights_only=True)["state_dict"]
     eager, compiled = runs["eager"], runs["compiled"]
-    assert list(compiled) == list(eager)
-    seed_everything(epoch_seeds(3, epoch=-1).global_)  # the trainer's initial weights for --seed 3
-    initial = ghostzoo.create_model("ghostnet_050", num_classes=3, drop_rate=0.0).state_dict()
-    # every convolution and the classifier, and the stem BatchNorm's running mean (its input, unlike
-    # that of BatchNorms behind a normalised input, has a mean that is not zero up to rounding)
-    for key in [k for k, v in initial.items() if v.ndim >= 2] + ["bn1.running_mean"]:
+    assert list(compiled) == list(eager) == list(initial)
+    # the convolution, the classifier and the BatchNorm's running mean (of an input with a mean)
+    for key in [k for k, v in initial.items() if v.ndim >= 2] + ["1.running_mean"]:
         moved = float((eager[key] - initial[key]).norm())
         assert moved > 0, key
         assert float((compiled[key] - eager[key]).norm()) < 0.01 * moved, key
     assert all(torch.equal(compiled[k], eager[k]) for k, v in initial.items() if not v.is_floating_point())
 
 
-def test_compile_without_a_cxx_compiler_fails_in_one_line(tiny, tmp_path):
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run(
-        _train_cmd(tiny, tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "1", "--compile"),
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 1
-    assert (
-        done.stderr.strip()
-        .splitlines()[-1]
-        .startswith("ghostzoo train: error: --compile failed: InvalidCxxCompiler: No working C++ compiler")
-    )
+def test_compile_without_a_cxx_compiler_fails_in_one_line(tiny, tmp_path, monkeypatch):
+    from torch._inductor import config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)  # no compiled kernel may come from a cache
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    with pytest.raises(ghostzoo.GhostzooError) as failed:
+        train(_one_step(tiny, tmp_path / "run", compile=True), model=_small_net())
+    assert str(failed.value).startswith("--compile failed: InvalidCxxCompiler: No working C++ compiler")
+    assert "\n" not in str(failed.value)
     assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_a_damaged_or_foreign_run_is_not_resumed(tiny, tmp_path, capsys):
+    """--resume refuses in one line, and leaves the folder as it was, when last.pth is truncated, is not
+    a training checkpoint, or belongs to another model or head."""
+    base = tmp_path / "base"
+    train(_one_step(tiny, base))
+    whole = (base / "last.pth").read_bytes()
+    cases = {
+        "truncated": (whole[: len(whole) // 2], "ghostnet_050", [], "cannot read checkpoint"),
+        "foreign": (None, "ghostnet_050", [], "is not a ghostzoo training checkpoint (it has no 'optimizer')"),
+        "model": (whole, "tinynet_e", [], "is a run of ghostnet_050, not of tinynet_e"),
+        "head": (whole, "ghostnet_050", ["--num-classes", "5"], "does not fit this run's model or settings"),
+    }
+    for name, (content, model, extra, message) in cases.items():
+        run = tmp_path / name
+        shutil.copytree(base, run)
+        if content is None:
+            torch.save({"state_dict": ghostzoo.create_model("ghostnet_050").state_dict()}, run / "last.pth")
+        else:
+            (run / "last.pth").write_bytes(content)
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        argv = ["train", model, "--data", str(tiny), "--img-size", "64", "--batch-size", "4", "--workers", "0"]
+        assert main([*argv, "--epochs", "2", "--output-dir", str(run), "--resume", *extra]) == 1, name
+        out, err = capsys.readouterr()
+        assert len(err.strip().splitlines()) == 1 and message in err, (name, err)
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before, name

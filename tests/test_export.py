@@ -16,7 +16,7 @@ from ghostzoo.layers import DynamicGraphConv2d
 from ghostzoo.registry import model_entries
 
 from golden import relative_error
-from reference import CNN_FAMILIES, randomize_batchnorm
+from reference import CNN_FAMILIES, randomize_batchnorm, smallest_per_family
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_every_format_runs_as_the_model_it_came_from(imagenette_model, tmp_path,
         f"m{s}" for s in ({".xml", ".bin"} if fmt == "openvino" else {suffix})
     )
     runtime = load_exported(tmp_path / f"m{suffix}", "ghostnet_100")
-    assert runtime.pretrained_cfg == imagenette_model.pretrained_cfg  # classes, 128 px, preprocessing
-    x = torch.randn(3, 3, 128, 128)  # a batch size the export did not trace
+    assert runtime.pretrained_cfg == imagenette_model.pretrained_cfg  # classes, input size, preprocessing
+    x = torch.randn(3, *imagenette_model.pretrained_cfg.input_size)  # a batch size the export did not trace
     with torch.no_grad():
         assert relative_error(runtime(x), imagenette_model(x)) <= 1e-4
 
@@ -140,19 +140,10 @@ NATIVE_SIZE_FAMILIES = {"tnt", "pyramid_tnt", "augvit", "versatile_filters"}
 NEIGHBOUR_FAMILIES = {"vig", "pyramid_vig"}
 
 
-def _smallest_per_family() -> set[str]:
-    best: dict[str, tuple[int, str]] = {}
-    for name, entry in model_entries().items():
-        size = entry.default_cfg.published.params or 0
-        if entry.family not in best or size < best[entry.family][0]:
-            best[entry.family] = (size, name)
-    return {name for _, name in best.values()}
-
-
 def _every_model():
     """All registered models; beyond the smallest of each family they are marked slow (`pytest -m slow`)."""
-    fast = _smallest_per_family()
-    return [pytest.param(name, marks=() if name in fast else pytest.mark.slow) for name in sorted(model_entries())]
+    fast = smallest_per_family()
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in sorted(model_entries())]
 
 
 @pytest.mark.parametrize("name", _every_model())
@@ -219,3 +210,18 @@ def test_int8_file_goes_to_openvino_and_onnx(imagenette_model, tmp_path, capsys)
         == 0
     )
     assert (tmp_path / "copy.onnx").read_bytes() == int8.read_bytes()
+
+
+def test_a_float_file_is_not_taken_for_int8(tmp_path, capsys):
+    """--int8 carries the file as int8: a float ONNX file would be labelled int8 without being so."""
+    float_file = tmp_path / "float.onnx"
+    assert main(["export", "ghostnet_050", "--format", "onnx", "--random-weights", "--output", str(float_file)]) == 0
+    capsys.readouterr()
+    target = tmp_path / "q.xml"
+    code = main(["export", "ghostnet_050", "--int8", str(float_file), "--format", "openvino", "--output", str(target)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err == (
+        f"ghostzoo export: error: --int8 expects an int8 .onnx file from `ghostzoo quantize`; {float_file} is a "
+        "float model"
+    )
+    assert not target.exists() and not target.with_suffix(".bin").exists()

@@ -74,7 +74,7 @@ def imagenette_int8(tmp_path_factory):
     calib = _images(IMAGENETTE, "train", 32, create_transform(model.pretrained_cfg))
     qmodel = prepare(model)
     calibrate(qmodel, calib.split(16))
-    proto = int8_proto(qmodel, 128, quantization={"observer": "minmax"})
+    proto = int8_proto(qmodel, model.pretrained_cfg.input_size[-1], quantization={"observer": "minmax"})
     path = save_proto(proto, tmp_path_factory.mktemp("int8") / "ghostnet_100_int8.onnx")
     return model, qmodel, proto, path
 
@@ -90,7 +90,7 @@ needs_exact_int8 = pytest.mark.skipif(
 def test_file_round_trips(imagenette_int8):
     model, qmodel, proto, path = imagenette_int8
     runtime = load_exported(path, "ghostnet_100")
-    assert runtime.pretrained_cfg == model.pretrained_cfg  # classes, 128 px, preprocessing
+    assert runtime.pretrained_cfg == model.pretrained_cfg  # classes, input size, preprocessing
     assert runtime.extra == {"quantization": {"observer": "minmax"}}
     in_memory = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     x = _images(IMAGENETTE, "val", 8, create_transform(model.pretrained_cfg))
@@ -348,3 +348,13 @@ def test_unsupported_model_in_python():
         quantize_to_onnx(ghostzoo.create_model("vig_ti_224_gelu"), torch.randn(1, 3, 224, 224), "x.onnx")
     with pytest.raises(GhostzooError, match="must end in .onnx"):
         quantize_to_onnx(ghostzoo.create_model("ghostnet_050"), torch.randn(1, 3, 64, 64), "x.pt")
+
+
+def test_a_missing_calibration_split_is_refused(tmp_path, capsys):
+    """Falling back to the whole folder would calibrate on the val images the int8 model is judged on."""
+    data = require(DATA_DIR / "imagenette-160")
+    out = tmp_path / "q.onnx"
+    argv = ["quantize", "ghostnet_100.imagenette", "--output", str(out), "--calib-data", str(data)]
+    assert main([*argv, "--calib-split", "nope"]) == 1
+    assert_one_line_error(capsys.readouterr().err, f"{data} has no 'nope' split folder")
+    assert not out.exists()

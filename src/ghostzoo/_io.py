@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -25,10 +26,21 @@ def check_writable_folder(path: str | os.PathLike, option: str) -> None:
     """Refuse an output folder that could not be created or written, before the work that fills it (an
     hour of timing, an epoch of training) rather than after; creates nothing, so a refused run leaves
     nothing behind."""
-    target = Path(path).absolute()
+    _check_folder(Path(path).absolute(), option, path)
+
+
+def check_writable_file(path: str | os.PathLike, option: str) -> None:
+    """Refuse an output file that could not be written (a folder by that name, a parent that is a file
+    or read-only), before the work whose result it holds; creates nothing."""
+    if Path(path).is_dir():
+        raise GhostzooError(f"{option} {path} is a folder: name a file to write")
+    _check_folder(Path(path).absolute().parent, option, path)
+
+
+def _check_folder(target: Path, option: str, shown: str | os.PathLike) -> None:
     existing = next(p for p in [target, *target.parents] if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise GhostzooError(f"{option} {path}: {existing} is not a writable folder")
+        raise GhostzooError(f"{option} {shown}: {existing} is not a writable folder")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -59,8 +71,10 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[List[Path]]:
     (put the file readers open first last); on any error nothing is left behind.
     """
     targets = [Path(p) for p in paths]
-    targets[0].parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{targets[0].name}.", suffix=".tmp", dir=targets[0].parent))
+    parent, prefix = targets[0].parent, f".{targets[0].name}."
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(parent, prefix)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=parent))
     try:
         temps = [folder / t.name for t in targets]
         yield temps
@@ -68,6 +82,25 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[List[Path]]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_orphans(parent: Path, prefix: str) -> None:
+    """Delete the temp folders that writers of the same target left when they were killed outright
+    (SIGKILL, power loss): their names carry a process id that no longer runs."""
+    for old in parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = old.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager

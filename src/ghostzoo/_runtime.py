@@ -59,3 +59,34 @@ def int8_dot_products_exact() -> bool:
     except OSError:
         return True  # not Linux: nothing to read the flags from; assume a current CPU
     return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def check_input_size(model: torch.nn.Module, size: int, option: str) -> None:
+    """Refuse a square input side too small for ``model`` (a transformer's patches, a graph's
+    neighbours, a pooling window) before the work that would fail deep inside it, naming the smallest
+    side it takes (one forward on a blank image; a few more, at multiples of the deepest stride, when
+    it fails)."""
+    if _runs_at(model, size):
+        return
+    step = max((f["reduction"] for f in getattr(model, "feature_info", [])), default=8)
+    tried = range(step * (size // step + 1), 1025, step)
+    smallest = next((s for s in tried if _runs_at(model, s)), None)
+    name = model.pretrained_cfg.architecture
+    if smallest is None:
+        raise GhostzooError(f"{option} {size}: {name} does not run on blank square images up to 1024px")
+    raise GhostzooError(f"{option} {size} is too small for {name}: the smallest side it runs on is {smallest}px")
+
+
+def _runs_at(model: torch.nn.Module, size: int) -> bool:
+    """Whether ``model`` (in eval mode, on its own device) runs on one ``size`` x ``size`` image."""
+    param = next(model.parameters())
+    x = torch.zeros(1, model.pretrained_cfg.input_size[0], size, size, device=param.device, dtype=param.dtype)
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+        return True
+    except (RuntimeError, ValueError, IndexError, AssertionError, ZeroDivisionError):
+        return False
+    finally:
+        model.train(training)

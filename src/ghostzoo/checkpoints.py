@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import urllib.error
 import urllib.parse
 import warnings
@@ -72,12 +73,27 @@ def download_url(url: str, progress: bool = True) -> Path:
 
 
 def download_hf_hub(hub_id: str) -> Path:
-    """Resolve ``org/name[@revision][:filename]`` through the Hugging Face hub cache."""
-    from huggingface_hub import hf_hub_download
+    """Resolve ``org/name[@revision][:filename]`` through the Hugging Face hub cache.
+
+    The cache is tried first, then the hub, after a quick check that it can be reached at all: the
+    hub client retries an unreachable host for most of a minute, logging every attempt.
+    """
+    from huggingface_hub import constants, hf_hub_download
 
     repo, _, filename = hub_id.partition(":")
     repo, _, revision = repo.partition("@")
     candidates = [filename] if filename else ["model.safetensors", "pytorch_model.bin"]
+    for name in candidates:
+        try:
+            return Path(hf_hub_download(repo, name, revision=revision or None, local_files_only=True))
+        except Exception:  # not in the cache
+            pass
+    unreachable = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else _unreachable(constants.ENDPOINT)
+    if unreachable:
+        raise CheckpointError(
+            f"hf-hub:{hub_id} is not in the local cache and the hub cannot be reached ({unreachable}); "
+            "fetch the file on a machine that is online and pass it with --checkpoint PATH"
+        )
     last: Optional[BaseException] = None
     for name in candidates:
         try:
@@ -85,10 +101,18 @@ def download_hf_hub(hub_id: str) -> Path:
         except Exception as e:  # the hub client raises many types; all mean "not here"
             last = e
     reason = first_line(last) if last is not None else "no candidate file"
-    raise CheckpointError(
-        f"could not fetch {candidates} from the Hugging Face hub repo {repo!r} ({reason}); if this "
-        f"machine is offline, fetch the file elsewhere and pass it with --checkpoint PATH"
-    )
+    raise CheckpointError(f"could not fetch {candidates} from the Hugging Face hub repo {repo!r} ({reason})")
+
+
+def _unreachable(endpoint: str, timeout: float = 5.0) -> str:
+    """Why ``endpoint``'s host cannot be connected to, or "" when it can."""
+    url = urllib.parse.urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{url.hostname}: {first_line(e)}"
+    return ""
 
 
 def resolve_source(source: str | os.PathLike, progress: bool = True) -> Path:
@@ -154,10 +178,21 @@ def read_file(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: not a valid PyTorch or safetensors file ({first[:160]})"
-        ) from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {_read_failure(e)}") from None
+
+
+def _read_failure(e: Exception) -> str:
+    """Why a file could not be read, in a clause: torch's refusal of a pickled global (its real reason
+    sits on a later line of a long message) or the reader's first line."""
+    marker = "WeightsUnpickler error:"
+    text = str(e)
+    if marker not in text:
+        return f"not a valid PyTorch or safetensors file ({first_line(e)})"
+    reason = next((line.strip() for line in text.split(marker, 1)[1].splitlines() if line.strip()), "")
+    reason = reason.split(". ")[0].rstrip(".")
+    if reason.startswith("Unsupported global"):
+        return f"it holds pickled code, which ghostzoo never runs ({reason})"
+    return f"not a valid PyTorch or safetensors file ({reason})"
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -278,7 +313,7 @@ def fit_state_dict(model: nn.Module, state_dict: StateDict, cfg: PretrainedCfg) 
 
 
 # What ghostzoo's own files carry besides weights; lets create_model rebuild a trained model as it was.
-META_KEYS = ("architecture", "num_classes", "class_names", "img_size")
+META_KEYS = ("architecture", "num_classes", "class_names", "img_size", "crop_pct")
 
 
 @dataclass
@@ -326,6 +361,12 @@ def apply_checkpoint(
     if arch and arch != cfg.architecture:
         raise CheckpointError(f"{ckpt.path} is a ghostzoo checkpoint of {arch}, not {cfg.architecture}")
     state_dict = dict(ckpt.state_dict)
+    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(
+            f"{ckpt.path} holds NaN or infinite weights in {len(broken)} tensor(s), {broken[0]} first: "
+            "the run that wrote it diverged or the file is damaged"
+        )
     if checkpoint_filter is not None:
         state_dict = checkpoint_filter(state_dict, model)
     fit_state_dict(model, state_dict, cfg)
@@ -351,7 +392,7 @@ def save_checkpoint(
     """Save ghostzoo's own format atomically (temp file in the same folder, then rename).
 
     ``.safetensors`` paths get a safetensors file with the architecture (and ``extra``'s
-    ``num_classes`` / ``class_names`` / ``img_size``) in its metadata; anything else a torch file
+    ``num_classes`` / ``class_names`` / ``img_size`` / ``crop_pct``) in its metadata; anything else a torch file
     ``{'format', 'architecture', 'state_dict', **extra}``. Both load back through
     :func:`read_checkpoint`, which hands that metadata to ``create_model``.
     """

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ._io import write_json_atomic
-from ._runtime import resolve_device
+from ._io import check_writable_file, check_writable_folder, write_json_atomic
+from ._runtime import check_input_size, resolve_device
 from .bench import TimingBudget, run_benchmark
 from .cli_parser import build_parser
 from .deploy.runtime import is_exported, load_exported
@@ -184,6 +184,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     cfg = get_pretrained_cfg(args.model)
     size = args.input_size or cfg.input_size[-1]
     model = create_model(args.model)
+    check_input_size(model, size, "--input-size")
     prof = profile_model(model, (cfg.input_size[0], size, size))
     rows = [
         [s.name, s.modules, s.reduction or "-", s.channels or "-", f"{s.params:,}", f"{s.macs / 1e6:.2f}"]
@@ -212,6 +213,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         model = create_model(args.model, checkpoint_path=args.checkpoint, use_ema=args.use_ema)
     else:
         model = _load_for_inference(args)
+    if args.input_size and not args.int8:
+        check_input_size(model, args.input_size, "--input-size")
     report = export_model(
         model,
         args.format,
@@ -382,8 +385,6 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"threads: {rows[0].threads}; wrote " + ", ".join(str(p) for p in run.written.values()))
     if args.output:
         write_json_atomic(args.output, {"settings": run.settings, "rows": [r.to_dict() for r in rows]})
-    if not any(r.ok for r in rows):
-        raise GhostzooError(f"nothing could be measured; first problem: {rows[0].status}")
     return 0
 
 
@@ -418,6 +419,15 @@ def _console_logging() -> Iterator[None]:
         log.setLevel(level)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every command's output targets, refused before its work when they could not be written."""
+    for option in ("output", "report"):
+        if getattr(args, option, None):
+            check_writable_file(getattr(args, option), f"--{option}")
+    if getattr(args, "output_dir", None):
+        check_writable_folder(args.output_dir, "--output-dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -426,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        _check_outputs(args)
         with _console_logging():
             return COMMANDS[args.command](args)
     except GhostzooError as e:

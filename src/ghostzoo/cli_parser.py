@@ -41,6 +41,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _file_stem(text: str) -> str:
+    """An argparse type: a bare file name stem, so that the files stay inside their --output-dir."""
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"must be a file name without a folder, got {text!r}")
+    return text
+
+
 def _batch_sizes(text: str) -> list[int]:
     """An argparse type: comma-separated positive integers, e.g. ``1,32``."""
     return [_positive_int(part) for part in text.split(",")]
@@ -123,13 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default="ghostnet",
-        help="ghostnet (SGD, the GhostNet paper's) or deit "
-        "(AdamW, RandAugment, mixup/cutmix, erasing, EMA); every knob below overrides it",
+        help="ghostnet (SGD, the GhostNet paper's), deit (AdamW, RandAugment, mixup/cutmix, erasing, EMA) "
+        "or short (SGD, RandAugment, for tens of epochs from scratch); every knob below overrides it",
     )
     p.add_argument("--output-dir", help="where checkpoints and summary.json go (default: runs/MODEL)")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float, help="default: the recipe's, scaled to the global batch size")
+    p.add_argument("--lr", type=_positive_float, help="default: the recipe's, scaled to the global batch size")
     p.add_argument("--min-lr", type=float)
     p.add_argument("--opt", help="any timm optimizer name (sgd, adamw, lamb, ...)")
     p.add_argument("--momentum", type=float)
@@ -145,7 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutmix", type=float, help="cutmix alpha (0 disables)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="keep an EMA of the weights")
     p.add_argument("--ema-decay", type=float)
-    p.add_argument("--img-size", type=_positive_int, help="training and validation resolution")
+    p.add_argument("--img-size", type=_positive_int, help="training resolution (default: the model's)")
+    p.add_argument(
+        "--val-img-size", type=_positive_int, help="evaluation resolution, kept with the weights (default: --img-size)"
+    )
+    p.add_argument("--val-crop-pct", type=float, help="evaluation center-crop fraction (default: the model's)")
+    p.add_argument(
+        "--crop-scale", type=float, nargs=2, metavar=("LOW", "HIGH"), help="area range of the random-resized crops"
+    )
     p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="start from these weights (fine-tuning)")
     p.add_argument("--num-classes", type=_positive_int, help="re-head to this many classes (default: the data's)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last epoch")
@@ -247,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the PyTorch backends on the deploy form, as the exporters do (default: yes)",
     )
     p.add_argument("--output-dir", required=True, help="where NAME.csv, NAME.md and NAME.png go")
-    p.add_argument("--name", default="benchmark", help="file name stem (default: benchmark)")
+    p.add_argument("--name", type=_file_stem, default="benchmark", help="file name stem (default: benchmark)")
     p.add_argument("--notes", metavar="FILE.md", help="Markdown put under the title of NAME.md")
     p.add_argument(
         "--update",
@@ -298,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", metavar="DIR", help="dataset to fine-tune on (needed with --qat-epochs)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val", help="split the QAT epochs are validated on")
-    p.add_argument("--lr", type=float, help="QAT learning rate (default: 1/100 of the training recipe's)")
+    p.add_argument("--lr", type=_positive_float, help="QAT learning rate (default: 1/100 of the training recipe's)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--qat-dir", metavar="DIR", help="keep the QAT checkpoints here (default: a temporary folder)")
     p.add_argument(

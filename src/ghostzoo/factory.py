@@ -14,13 +14,15 @@ from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg
 
 
 def _cfg_from_checkpoint(cfg: PretrainedCfg, meta: dict, num_classes: int) -> PretrainedCfg:
-    """The cfg of a model trained by ghostzoo: its classes and input size travel in the file."""
+    """The cfg of a model trained by ghostzoo: its classes and evaluation size and crop travel in the file."""
     changes: dict = {"num_classes": num_classes}
     names = tuple(meta.get("class_names") or ())
     if names and len(names) == num_classes:
         changes.update(class_names=names, label_names="")
     if meta.get("img_size"):
         changes["input_size"] = (cfg.input_size[0], int(meta["img_size"]), int(meta["img_size"]))
+    if meta.get("crop_pct"):
+        changes["crop_pct"] = float(meta["crop_pct"])
     return dataclasses.replace(cfg, **changes)
 
 

@@ -63,9 +63,15 @@ class Predictor:
         return self.model(batch.to(self.device)).cpu()
 
     def predict(
-        self, paths: Iterable[str | os.PathLike], topk: int = 5, on_image: Optional[Callable[[], None]] = None
+        self,
+        paths: str | os.PathLike | Iterable[str | os.PathLike],
+        topk: int = 5,
+        on_image: Optional[Callable[[], None]] = None,
     ) -> PredictReport:
-        """Predict every readable image under ``paths``; unreadable ones are reported, not raised."""
+        """Predict every readable image under ``paths`` (files and folders, or a single one); unreadable
+        images are reported, not raised."""
+        if isinstance(paths, (str, os.PathLike)):  # one path, not the characters of one
+            paths = [paths]
         images, problems = find_images(paths)
         report = PredictReport(skipped=[{"path": str(p), "reason": r} for p, r in problems])
         pending: List[tuple] = []

@@ -71,6 +71,8 @@ def run_benchmark(
     rows = benchmark(
         models, device=device, checkpoint=checkpoint, budget=budget, reparameterize=reparameterize, **options
     )
+    if not any(r.ok for r in rows):  # a report of failures only would pass for results
+        raise GhostzooError(f"nothing could be measured, so nothing was written; first problem: {rows[0].status}")
     for row in rows:
         row.command = command
     settings = environment(device, rows[0].threads, budget, reparameterize)

@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from .._io import first_line
-from .._runtime import resolve_device
+from .._runtime import check_input_size, resolve_device
 from ..data import create_transform, find_images, read_image
 from ..deploy.reparameterize import reparameterize as reparameterize_model
 from ..deploy.runtime import is_exported, load_exported
@@ -236,6 +236,8 @@ def _build_subject(
     else:
         model = create_model(name, checkpoint_path=checkpoint)
         cfg = model.pretrained_cfg
+    if input_size:
+        check_input_size(model, input_size, "--input-size")
     model.eval()
     deploy = reparameterize_model(copy.deepcopy(model)) if reparameterize else model
     return Subject(
@@ -404,6 +406,16 @@ def processor_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """The CPU, the kernels PyTorch picks for it and the versions: what a training run's numbers depend on."""
+    import timm
+
+    return (
+        f"{processor_name()} ({os.cpu_count()} logical CPUs, PyTorch's {torch.backends.cpu.get_cpu_capability()} "
+        f"kernels), torch {torch.__version__}, timm {timm.__version__}"
+    )
 
 
 def environment(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Tuple, Union
 
 import torch
 from torchvision import tv_tensors
@@ -62,8 +62,10 @@ def create_train_transform(
     auto_augment: str | None = None,
     re_prob: float = 0.0,
     color_jitter: float | None = 0.4,
+    scale: Tuple[float, float] = (0.08, 1.0),
 ) -> Callable:
-    """Training augmentation (random-resized crop, flip, jitter / RandAugment, erasing) from timm."""
+    """Training augmentation (random-resized crop of ``scale`` of the area, flip, jitter / RandAugment,
+    erasing) from timm."""
     from timm.data import create_transform as timm_create_transform
 
     get = cfg.get if isinstance(cfg, Mapping) else lambda k: getattr(cfg, k)
@@ -71,6 +73,7 @@ def create_train_transform(
     return timm_create_transform(
         size,
         is_training=True,
+        scale=tuple(scale),
         auto_augment=auto_augment,
         re_prob=re_prob,
         color_jitter=color_jitter if not auto_augment else None,

@@ -297,6 +297,8 @@ def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_s
     source = load_exported(int8, cfg.architecture)
     if not isinstance(source, OnnxRuntimeModel):
         raise ExportError(f"--int8 expects an int8 .onnx file from `ghostzoo quantize`, got {int8}")
+    if "quantization" not in source.extra:  # quantize records its scheme; a float export has none
+        raise ExportError(f"--int8 expects an int8 .onnx file from `ghostzoo quantize`; {int8} is a float model")
     proto = onnx.load(str(int8))
     _quiet(onnx.checker.check_model, proto)
     metadata = cfg_to_metadata(source.pretrained_cfg, **source.extra)

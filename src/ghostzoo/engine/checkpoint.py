@@ -16,8 +16,8 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
-from .._io import atomic_paths, check_writable_folder
-from ..checkpoints import GHOSTZOO_FORMAT
+from .._io import atomic_paths, check_writable_folder, first_line
+from ..checkpoints import GHOSTZOO_FORMAT, read_file
 from ..errors import GhostzooError
 from .config import TrainConfig
 from .setup import TrainData, Trainer
@@ -42,17 +42,17 @@ class RunFolder:
         return self.root / "summary.json"
 
 
-def run_folder(cfg: TrainConfig, main: bool) -> RunFolder:
+def run_folder(cfg: TrainConfig) -> RunFolder:
     """``cfg.output_dir``, refused before any work when it cannot be written, when it already holds a run
     and ``cfg.resume`` is off, or when there is nothing to resume. Creates nothing (the first file does),
-    so bad input leaves nothing behind; only the main process, which writes, checks the folder."""
+    so bad input leaves nothing behind. Every process of a torchrun checks, before the first collective
+    call, so that all of them stop with the same line instead of one waiting for another that quit."""
     folder = RunFolder(Path(cfg.output_dir))
-    if main:
-        check_writable_folder(folder.root, "--output-dir")
-        if not cfg.resume and folder.last.exists():
-            raise GhostzooError(
-                f"{folder.root} already holds a run; pass --resume to continue it or choose another --output-dir"
-            )
+    check_writable_folder(folder.root, "--output-dir")
+    if not cfg.resume and folder.last.exists():
+        raise GhostzooError(
+            f"{folder.root} already holds a run; pass --resume to continue it or choose another --output-dir"
+        )
     if cfg.resume and not folder.last.exists():
         raise GhostzooError(f"nothing to resume: {folder.last} does not exist")
     return folder
@@ -105,7 +105,8 @@ def checkpoint_state(cfg: TrainConfig, trainer: Trainer, data: TrainData, progre
         "architecture": trainer.model.pretrained_cfg.architecture,
         "num_classes": trainer.num_classes,
         "class_names": data.class_names,
-        "img_size": data.img_size,
+        "img_size": data.pretrained_cfg.input_size[-1],  # what to evaluate and predict at, as the run did
+        "crop_pct": data.pretrained_cfg.crop_pct,
         "state_dict": trainer.model.state_dict(),
         "state_dict_ema": ema.module.state_dict() if ema is not None else None,
         "optimizer": trainer.optimizer.state_dict(),
@@ -126,14 +127,27 @@ def save_checkpoints(folder: RunFolder, state: Dict[str, Any], improved: bool) -
             torch.save(state, tmp)
 
 
+_RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "scaler", "epoch", "rng", "history", "best_top1")
+
+
 def resume(folder: RunFolder, trainer: Trainer) -> Progress:
-    """Load ``last.pth`` into ``trainer`` and the random generators; where the run stands."""
-    state = torch.load(folder.last, map_location="cpu", weights_only=True)
-    trainer.model.load_state_dict(state["state_dict"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.scaler.load_state_dict(state["scaler"])
-    if trainer.ema is not None and state.get("state_dict_ema") is not None:
-        trainer.ema.module.load_state_dict(state["state_dict_ema"])
+    """Load ``last.pth`` into ``trainer`` and the random generators; where the run stands. A file that
+    is damaged, not a training checkpoint, or of another model or head is refused in one line."""
+    state = read_file(folder.last)
+    missing = [k for k in _RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise GhostzooError(f"{folder.last} is not a ghostzoo training checkpoint (it has no {missing[0]!r})")
+    arch = trainer.model.pretrained_cfg.architecture
+    if state.get("architecture") != arch:
+        raise GhostzooError(f"{folder.last} is a run of {state.get('architecture')}, not of {arch}")
+    try:
+        trainer.model.load_state_dict(state["state_dict"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        trainer.scaler.load_state_dict(state["scaler"])
+        if trainer.ema is not None and state.get("state_dict_ema") is not None:
+            trainer.ema.module.load_state_dict(state["state_dict_ema"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise GhostzooError(f"{folder.last} does not fit this run's model or settings: {first_line(e)}") from None
     _set_rng_state(state["rng"])
     return Progress(state["epoch"] + 1, state["history"], state["best_top1"])

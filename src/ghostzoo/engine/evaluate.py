@@ -14,7 +14,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .._runtime import autocast, resolve_device, to_memory_format
-from ..data import LabelledImages, build_dataset, collate_skipping, create_transform, imagenet_target_map
+from ..data import (
+    LabelledImages,
+    build_dataset,
+    collate_skipping,
+    create_transform,
+    imagenet_target_map,
+    readable_class_names,
+)
 from ..errors import GhostzooError
 
 
@@ -118,6 +125,20 @@ def dataset_target_map(dataset: LabelledImages, num_outputs: int) -> Optional[Li
     return target_map
 
 
+def check_class_names(dataset: LabelledImages, model_classes: Sequence[str], data: str | os.PathLike) -> None:
+    """Refuse to score a model whose classes (as its checkpoint names them) are not the dataset's, in
+    the dataset's order: label i would be scored against another class's output without a word."""
+    if not model_classes or len(model_classes) != len(dataset.classes):
+        return
+    names = readable_class_names(dataset.classes)
+    for i, (ours, theirs) in enumerate(zip(model_classes, names)):
+        if ours != theirs:
+            raise GhostzooError(
+                f"the model's class {i} is {ours!r} but {data}'s is {theirs!r}: it was trained on other "
+                "classes (or another order); validate it on its own classes"
+            )
+
+
 def validate(
     model: nn.Module,
     data: str | os.PathLike,
@@ -135,6 +156,8 @@ def validate(
     cfg = model.pretrained_cfg
     dataset = build_dataset(data, split, create_transform(cfg), labels=labels)
     target_map = dataset_target_map(dataset, getattr(model, "num_classes", cfg.num_classes))
+    if target_map is None and dataset.layout != "ilsvrc-val":
+        check_class_names(dataset, cfg.class_names, data)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
+from .._runtime import check_input_size
 from ..data import (
     LabelledImages,
     build_dataset,
@@ -38,8 +39,8 @@ if TYPE_CHECKING:  # annotations only: build_trainer imports these when a run st
 class TrainData:
     """The two splits, their loaders, and the generators that each epoch re-seeds."""
 
-    pretrained_cfg: PretrainedCfg  # of cfg.model: its preprocessing
-    img_size: int
+    pretrained_cfg: PretrainedCfg  # of cfg.model, at the run's evaluation size and crop: the checkpoint's
+    img_size: int  # training resolution
     train_set: LabelledImages
     val_set: LabelledImages
     sampler: Sampler
@@ -77,17 +78,30 @@ def build_data(cfg: TrainConfig, dist_ctx: Distributed) -> TrainData:
     preprocessing; refuses splits whose classes differ and a batch larger than the training split."""
     pcfg = get_pretrained_cfg(cfg.model)
     img_size = cfg.img_size or pcfg.input_size[-1]
-    train_set = build_dataset(
-        cfg.data,
-        cfg.train_split,
-        create_train_transform(
-            pcfg, img_size, auto_augment=cfg.auto_augment, re_prob=cfg.re_prob or 0.0, color_jitter=cfg.color_jitter
-        ),
+    val_size = cfg.val_img_size or img_size
+    pcfg = dataclasses.replace(
+        pcfg, input_size=(pcfg.input_size[0], val_size, val_size), crop_pct=cfg.val_crop_pct or pcfg.crop_pct
     )
-    val_set = build_dataset(cfg.data, cfg.val_split, create_transform(pcfg, img_size))
+    try:
+        train_transform = create_train_transform(
+            pcfg,
+            img_size,
+            auto_augment=cfg.auto_augment,
+            re_prob=cfg.re_prob or 0.0,
+            color_jitter=cfg.color_jitter,
+            scale=cfg.crop_scale,
+        )
+    except (AssertionError, ValueError, KeyError) as e:  # timm's word for a policy it cannot parse
+        raise GhostzooError(f"cannot build the training augmentation (--auto-augment {cfg.auto_augment!r}): {e}") from e
+    train_set = build_dataset(cfg.data, cfg.train_split, train_transform)
+    val_set = build_dataset(cfg.data, cfg.val_split, create_transform(pcfg))
     if train_set.classes != val_set.classes:
+        only_train = sorted(set(train_set.classes) - set(val_set.classes))
+        only_val = sorted(set(val_set.classes) - set(train_set.classes))
         raise GhostzooError(
-            f"train and val splits have different classes ({len(train_set.classes)} vs {len(val_set.classes)})"
+            f"the {cfg.train_split} and {cfg.val_split} splits have different classes: only in "
+            f"{cfg.train_split}: {', '.join(only_train[:5]) or '-'}; only in {cfg.val_split}: "
+            f"{', '.join(only_val[:5]) or '-'}"
         )
     sampler_gen, loader_gen = torch.Generator(), torch.Generator()
     sampler = (
@@ -141,7 +155,13 @@ def build_model(
             )
     else:
         num_classes = cfg.num_classes or len(data.train_set.classes)
+        if num_classes < len(data.train_set.classes):
+            raise GhostzooError(
+                f"--num-classes {num_classes} is fewer than the {len(data.train_set.classes)} classes of {cfg.data}"
+            )
         model = _create_model(cfg, data, num_classes)
+        check_input_size(model, data.img_size, "--img-size")
+        check_input_size(model, data.pretrained_cfg.input_size[-1], "--val-img-size")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -155,14 +175,14 @@ def _create_model(cfg: TrainConfig, data: TrainData, num_classes: int) -> nn.Mod
     model = create_model(
         cfg.model, checkpoint_path=None if cfg.resume else cfg.checkpoint, num_classes=num_classes, **model_kwargs
     )
-    size = data.img_size
     model.pretrained_cfg = dataclasses.replace(
         model.pretrained_cfg,
         tag="trained",
         url="",
         hf_hub_id="",
         num_classes=num_classes,
-        input_size=(data.pretrained_cfg.input_size[0], size, size),
+        input_size=data.pretrained_cfg.input_size,
+        crop_pct=data.pretrained_cfg.crop_pct,
         class_names=tuple(data.class_names),
         label_names="",
         published=dataclasses.replace(model.pretrained_cfg.published, top1=None, top5=None, source=""),

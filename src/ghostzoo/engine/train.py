@@ -233,10 +233,10 @@ def train(cfg: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]
     Under torchrun, each process trains its shard and rank 0 evaluates, writes and logs.
     """
     cfg.finalize()
+    folder = run_folder(cfg)  # before the process group: a refused run stops every rank the same way
     dist_ctx = Distributed(cfg.device)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    folder = run_folder(cfg, dist_ctx.main)
     data = build_data(cfg, dist_ctx)
     seed_everything(epoch_seeds(cfg.seed, epoch=-1).global_)  # the same initial weights on every rank and run
     model, num_classes = build_model(cfg, data, dist_ctx.device, model)

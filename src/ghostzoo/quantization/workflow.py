@@ -35,6 +35,8 @@ def calibration_set(root: str | os.PathLike, split: str, transform: Any) -> Labe
     try:
         return build_dataset(root, split, transform)
     except GhostzooError:
+        if any((root / s).is_dir() for s in ("train", "val", "test", "annotations")):
+            raise  # a dataset with splits: all of it would take in the images the result is judged on
         images, _ = find_images([root])
         if not images:
             raise GhostzooError(f"no images found in calibration folder {root}") from None
