@@ -194,6 +194,10 @@ def test_bad_arguments_exit_2(capsys, argv):
         code = main(argv)
         raise SystemExit(code)
     assert e.value.code == 2
+    if argv:  # a malformed command line is one line too; `ghostzoo` alone shows the help
+        err = capsys.readouterr().err
+        assert_one_line_error(err, "error: ", "--help)")
+        assert err.startswith("ghostzoo")
 
 
 def test_console_entry_point_runs():

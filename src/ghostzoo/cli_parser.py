@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn
 
 from . import __version__
 from .bench import BACKENDS, DEFAULT_BACKENDS
@@ -64,8 +65,16 @@ def _backends(text: str) -> list[str]:
     return names
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a malformed command line answered in one line (argparse prints its usage too),
+    like every other error of the command; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ghostzoo",
         description="Huawei Noah's efficient backbones: list, inspect, predict, validate, train, "
         "quantize, export, benchmark.",
