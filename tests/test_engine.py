@@ -19,6 +19,7 @@ import torch
 import ghostzoo
 from ghostzoo.cli import main
 from ghostzoo.engine import TrainConfig, train, validate
+from ghostzoo.engine.config import train_resolution
 from ghostzoo.registry import get_pretrained_cfg
 
 from conftest import DATA_DIR, require
@@ -129,24 +130,24 @@ def test_splits_with_other_classes_are_named(tiny, tmp_path, capsys):
 
 def test_resume_after_sigkill_ends_with_identical_weights(tiny, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(_train_cmd(tiny, full, "--epochs", "3"), check=True, capture_output=True)
+    subprocess.run(_train_cmd(tiny, full, "--epochs", "2"), check=True, capture_output=True)
 
     proc = subprocess.Popen(
-        _train_cmd(tiny, killed, "--epochs", "3"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _train_cmd(tiny, killed, "--epochs", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 300
     while not (killed / "last.pth").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # mid-epoch 2: epoch 1's checkpoint has just been written
     assert proc.wait() == -signal.SIGKILL
-    assert torch.load(killed / "last.pth", weights_only=True)["epoch"] < 2  # the run really was cut short
+    assert torch.load(killed / "last.pth", weights_only=True)["epoch"] < 1  # the run really was cut short
 
-    resumed = subprocess.run(_train_cmd(tiny, killed, "--epochs", "3", "--resume"), capture_output=True, text=True)
+    resumed = subprocess.run(_train_cmd(tiny, killed, "--epochs", "2", "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout
     a = torch.load(full / "last.pth", weights_only=True)
     b = torch.load(killed / "last.pth", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 2
+    assert a["epoch"] == b["epoch"] == 1
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
@@ -297,6 +298,7 @@ def test_bad_training_arguments(tiny, tmp_path, capsys):
         (["--opt", "nonsense"], "unknown optimizer 'nonsense'"),
         (["--auto-augment", "garbage"], "cannot build the training augmentation (--auto-augment 'garbage')"),
         (["--num-classes", "2", "--batch-size", "4"], "--num-classes 2 is fewer than the 3 classes of"),
+        (["--img-size-start", "256"], "img_size_start 256 is larger than the training resolution 224"),
     ):
         out = tmp_path / knob[0].strip("-")
         assert main(["train", "ghostnet_050", "--data", str(tiny), "--output-dir", str(out), *knob]) == 1
@@ -313,6 +315,21 @@ def test_the_evaluation_size_and_crop_travel_with_the_weights(tiny, tmp_path):
     assert model.pretrained_cfg.input_size == (3, 80, 80) and model.pretrained_cfg.crop_pct == 1.0
     recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["history"][0]["top1"]
     assert validate(model, tiny, "val", batch_size=4, workers=0).top1 == pytest.approx(recorded)
+
+
+def test_progressive_resizing_grows_the_training_images_epoch_by_epoch(tiny, tmp_path):
+    """--img-size-start: the batches the network sees grow in steps of 16 px to --img-size, reached at
+    3/4 of the run; the loader's worker process is handed each epoch's size."""
+    cfg = _one_step(tiny, tmp_path / "run", img_size_start=32)
+    cfg.workers = 1  # the loader's worker process is started per epoch: it must get the new size
+    cfg.epochs = 8
+    assert [train_resolution(cfg, epoch, 64) for epoch in range(8)] == [32, 32, 32, 48, 48, 64, 64, 64]
+    seen = []
+    net = _small_net()
+    net.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]) if module.training else None)
+    cfg.epochs = 4  # 32, 48, 64, 64
+    history = train(cfg, model=net)["history"]
+    assert seen == [record["img_size"] for record in history] == [32, 48, 64, 64]
 
 
 def _small_net(seed: int = 0) -> torch.nn.Module:

@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--img-size", type=_positive_int, help="training resolution (default: the model's)")
     p.add_argument(
+        "--img-size-start",
+        type=_positive_int,
+        metavar="PX",
+        help="progressive resizing: train the first epoch at PX, growing to --img-size by 3/4 of the run",
+    )
+    p.add_argument(
         "--val-img-size", type=_positive_int, help="evaluation resolution, kept with the weights (default: --img-size)"
     )
     p.add_argument("--val-crop-pct", type=float, help="evaluation center-crop fraction (default: the model's)")

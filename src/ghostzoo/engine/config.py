@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import GhostzooError
+from ..registry import get_pretrained_cfg
 
 # The paper recipes, at their published batch sizes; lr is scaled linearly with the batch size.
 RECIPES: Dict[str, Dict[str, Any]] = {
@@ -117,6 +118,7 @@ class TrainConfig:
     ema_decay: Optional[float] = None
     crop_scale: Optional[Tuple[float, float]] = None  # area range of the random-resized crops
     img_size: Optional[int] = None  # training resolution (default: the model's)
+    img_size_start: Optional[int] = None  # progressive resizing: the first epoch's resolution (see train_resolution)
     val_img_size: Optional[int] = None  # evaluation resolution, recorded in the checkpoint (default: img_size)
     val_crop_pct: Optional[float] = None  # evaluation center-crop fraction (default: the model's)
     checkpoint: Optional[str] = None
@@ -164,5 +166,30 @@ class TrainConfig:
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
             raise GhostzooError(f"crop_scale must be two fractions 0 < low <= high <= 1, got {low}, {high}")
+        if self.img_size_start is not None:
+            final = self.img_size or get_pretrained_cfg(self.model).input_size[-1]
+            if self.img_size_start > final:
+                raise GhostzooError(
+                    f"img_size_start {self.img_size_start} is larger than the training resolution {final}"
+                )
         if self.val_crop_pct is not None and not 0 < self.val_crop_pct <= 1:
             raise GhostzooError(f"val_crop_pct must be in (0, 1], got {self.val_crop_pct}")
+
+
+# Progressive resizing reaches the final resolution at this fraction of the run, so that the last
+# epochs, where the learning rate anneals, train at the resolution the evaluation size was chosen for.
+RAMP_FRACTION = 0.75
+RAMP_STEP = 16  # px: few distinct shapes, so each is tuned once by oneDNN / cuDNN
+
+
+def train_resolution(cfg: TrainConfig, epoch: int, final: int) -> int:
+    """The training resolution of ``epoch`` (0-based): ``final`` without ``cfg.img_size_start``; with it,
+    progressive resizing (fast.ai, FFCV): low-resolution epochs cost a fraction of the compute and teach
+    the coarse features, so a time budget buys more epochs. The size grows linearly from
+    ``img_size_start`` in steps of ``RAMP_STEP`` px and stays at ``final`` from ``RAMP_FRACTION`` of the run on."""
+    start = cfg.img_size_start
+    ramp = round(RAMP_FRACTION * cfg.epochs) - 1  # the first epoch at ``final``
+    if not start or start >= final or ramp < 1:
+        return final
+    size = start + (final - start) * min(1.0, epoch / ramp)
+    return max(start, min(final, int(size) // RAMP_STEP * RAMP_STEP))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -40,7 +40,8 @@ class TrainData:
     """The two splits, their loaders, and the generators that each epoch re-seeds."""
 
     pretrained_cfg: PretrainedCfg  # of cfg.model, at the run's evaluation size and crop: the checkpoint's
-    img_size: int  # training resolution
+    img_size: int  # training resolution (of the last epochs, with progressive resizing)
+    train_transform: Callable[[int], Callable]  # the training augmentation at a given resolution
     train_set: LabelledImages
     val_set: LabelledImages
     sampler: Sampler
@@ -82,18 +83,22 @@ def build_data(cfg: TrainConfig, dist_ctx: Distributed) -> TrainData:
     pcfg = dataclasses.replace(
         pcfg, input_size=(pcfg.input_size[0], val_size, val_size), crop_pct=cfg.val_crop_pct or pcfg.crop_pct
     )
-    try:
-        train_transform = create_train_transform(
+
+    def train_transform(size: int) -> Callable:
+        return create_train_transform(
             pcfg,
-            img_size,
+            size,
             auto_augment=cfg.auto_augment,
             re_prob=cfg.re_prob or 0.0,
             color_jitter=cfg.color_jitter,
             scale=cfg.crop_scale,
         )
+
+    try:
+        first_transform = train_transform(img_size)
     except (AssertionError, ValueError, KeyError) as e:  # timm's word for a policy it cannot parse
         raise GhostzooError(f"cannot build the training augmentation (--auto-augment {cfg.auto_augment!r}): {e}") from e
-    train_set = build_dataset(cfg.data, cfg.train_split, train_transform)
+    train_set = build_dataset(cfg.data, cfg.train_split, first_transform)
     val_set = build_dataset(cfg.data, cfg.val_split, create_transform(pcfg))
     if train_set.classes != val_set.classes:
         only_train = sorted(set(train_set.classes) - set(val_set.classes))
@@ -125,6 +130,7 @@ def build_data(cfg: TrainConfig, dist_ctx: Distributed) -> TrainData:
     return TrainData(
         pcfg,
         img_size,
+        train_transform,
         train_set,
         val_set,
         sampler,
@@ -161,6 +167,8 @@ def build_model(
             )
         model = _create_model(cfg, data, num_classes)
         check_input_size(model, data.img_size, "--img-size")
+        if cfg.img_size_start:
+            check_input_size(model, cfg.img_size_start, "--img-size-start")
         check_input_size(model, data.pretrained_cfg.input_size[-1], "--val-img-size")
     model.to(device)
     if cfg.channels_last:

@@ -32,7 +32,7 @@ from .._io import first_line, write_json_atomic
 from .._runtime import autocast, to_memory_format
 from ..errors import GhostzooError
 from .checkpoint import Progress, RunFolder, checkpoint_state, resume, run_folder, save_checkpoints
-from .config import TrainConfig
+from .config import TrainConfig, train_resolution
 from .distributed import Distributed
 from .evaluate import EvalResult, evaluate
 from .setup import TrainData, Trainer, build_data, build_model, build_trainer
@@ -142,6 +142,8 @@ def train_one_epoch(
     data.loader_gen.manual_seed(seeds.loader)
     if isinstance(data.sampler, DistributedSampler):  # its shuffle is seeded by (cfg.seed, epoch)
         data.sampler.set_epoch(epoch)
+    size = train_resolution(cfg, epoch, data.img_size)
+    data.train_set.transform = data.train_transform(size)  # the loader's workers start per epoch: they copy it
     trainer.train_model.train()
     losses, skipped = _Losses(epoch), []
     bar = tqdm(
@@ -178,6 +180,7 @@ def train_one_epoch(
         "epoch": epoch + 1,
         "train_loss": losses.total / max(losses.seen, 1),
         "train_images_per_s": losses.seen * dist_ctx.world / elapsed,
+        "img_size": size,
         "lr": trainer.lr,
         "skipped": skipped,
     }
@@ -220,6 +223,7 @@ def _epoch_line(cfg: TrainConfig, record: Dict[str, Any], ema: bool) -> str:
         f"top-5 {record['top5']:.2f}"
         + (f"  ema top-1 {record['ema_top1']:.2f}" if ema else "")
         + f"  {record['train_images_per_s']:.1f} img/s"
+        + (f"  at {record['img_size']} px" if cfg.img_size_start else "")
         + (f"  skipped {len(record['skipped'])}" if record["skipped"] else "")
     )
 
