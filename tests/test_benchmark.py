@@ -34,11 +34,12 @@ BACKENDS = ["eager", "channels_last", "onnxruntime", "openvino", "int8", "int8_o
 
 @pytest.fixture(scope="module")
 def rows():
-    return benchmark(["ghostnet_050"], BACKENDS, [1, 2], input_size=64, threads=1, budget=QUICK)
+    # batch 2: every exported backend traces a fixed batch other than 1 (test_cli_times_an_exported_file: batch 1)
+    return benchmark(["ghostnet_050"], BACKENDS, [2], input_size=64, threads=1, budget=QUICK)
 
 
 def test_rows_are_well_formed(rows):
-    assert [(r.backend, r.batch) for r in rows] == [(b, n) for b in BACKENDS for n in (1, 2)]
+    assert [(r.backend, r.batch) for r in rows] == [(b, 2) for b in BACKENDS]
     for r in rows:
         assert r.status == "ok", r.status
         assert (r.model, r.input_size, r.device, r.threads, r.weights) == ("ghostnet_050", 64, "cpu", 1, "random")
@@ -52,7 +53,8 @@ def test_rows_are_well_formed(rows):
 
 def test_report_files_are_written_and_parse(rows, tmp_path):
     settings = environment("cpu", 1, QUICK)
-    rows = [dataclasses.replace(r, command="ghostzoo benchmark ghostnet_050") for r in rows]
+    # the measured batch 2, and the same rows as a batch 1: the report has a section per batch size
+    rows = [dataclasses.replace(r, batch=n, command="ghostzoo benchmark ghostnet_050") for n in (1, 2) for r in rows]
     written = write_report(rows, tmp_path, "zoo", settings, notes="Why.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo.csv", "zoo.md", "zoo.png"]  # no temp files left
     with open(written["csv"], newline="") as f:

@@ -15,7 +15,7 @@ from ghostzoo.errors import CheckpointError
 
 
 def _export(model: torch.nn.Module, path, with_metadata: bool = True) -> None:
-    x = torch.randn(1, 3, 128, 128)
+    x = torch.randn(1, *model.pretrained_cfg.input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -46,7 +46,7 @@ def test_exported_file_restores_cfg_and_logits(imagenette_onnx):
     runtime = load_exported(path, "ghostnet_100")
     assert runtime.pretrained_cfg == model.pretrained_cfg  # classes, input size, preprocessing, metrics
     assert runtime.num_classes == 10 and runtime.extra == {"note": "test"}
-    x = torch.randn(3, 3, 128, 128)
+    x = torch.randn(3, *model.pretrained_cfg.input_size)
     with torch.no_grad():
         expected = model(x)
     got = runtime(x.contiguous(memory_format=torch.channels_last))
