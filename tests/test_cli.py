@@ -277,6 +277,10 @@ def _bad_inputs(tmp_path):
         (["benchmark", "ghostnet_050", "--notes", "missing.md", "--output-dir", str(tmp_path / "b")], "--notes"),
         (["quantize", "vig_ti_224_gelu", "--output", str(tmp_path / "q.onnx"), "--calib-data", "x"], "vig_ti_224_gelu"),
         (["profile", "ghostnet_100.in21k", "--output", out], "unknown pretrained tag"),
+        (
+            ["push-to-hub", "ghostnet_050", "me/x", "--metrics", str(empty), "--output-dir", str(tmp_path / "r")],
+            "not a `ghostzoo validate --output` file",
+        ),
     ]
 
 
@@ -317,3 +321,24 @@ def test_an_input_too_small_for_the_model_names_the_smallest(capsys, tmp_path, a
     assert found and err.count("error:") == 1, err
     assert not list(tmp_path.iterdir())
     assert run(capsys, "profile", "tnt_s_patch16_224", "--input-size", found.group(1))[0] == 0
+
+
+def test_timm_spellings_of_the_training_and_validation_flags():
+    """The flags timm's train.py / validate.py users type mean the same here (where the meanings match)."""
+    from ghostzoo.cli_parser import build_parser
+
+    parser = build_parser()
+    timm_style = parser.parse_args(
+        "train m --data-dir d -b 8 -j 1 --model-ema --model-ema-decay 0.99 --drop 0.1 --drop-path 0.05 "
+        "--aa rand-m9-mstd0.5 --reprob 0.25 --initial-checkpoint c.pth --amp-dtype bfloat16".split()
+    )
+    ours = parser.parse_args(
+        "train m --data d --batch-size 8 --workers 1 --ema --ema-decay 0.99 --drop-rate 0.1 --drop-path-rate 0.05 "
+        "--auto-augment rand-m9-mstd0.5 --re-prob 0.25 --checkpoint c.pth --amp bf16".split()
+    )
+    assert vars(timm_style) == vars(ours)
+    timm_style = parser.parse_args("validate m --data-dir d -b 8 -j 0 --amp-dtype float16".split())
+    ours = parser.parse_args("validate m --data d --batch-size 8 --workers 0 --amp fp16".split())
+    assert vars(timm_style) == vars(ours)
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["train"].format_help().split())
+    assert "unlike timm's --resume PATH" in help_text and "unlike timm's --amp switch" in help_text

@@ -18,7 +18,10 @@ non-square batch. The tests then hold it to:
 - ``feature_info``: the modules it names give maps (or tokens) of its channels and strides, the
   deepest one where ``forward_features`` ends (up to a final norm);
 - ``features_only`` with ``out_indices``: the activations of the requested levels as maps, the
-  classifier gone.
+  classifier gone; ``forward_intermediates`` gives them with the output of ``forward_features``;
+- the rest of timm's contract: ``get_classifier``, ``no_weight_decay`` (what the official code
+  keeps out of weight decay, and timm's optimizer factory does), ``set_grad_checkpointing`` (the
+  same gradients from fewer saved activations), and a ``pretrained_cfg`` that timm's data config reads.
 
 Family-specific behaviour (official / timm parity, other resolutions, reparameterization, the
 k-NN graph, ...) is tested in ``tests/models``.
@@ -34,17 +37,20 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, Tuple
 
 import pytest
+import timm.data
 import torch
 import torch.nn as nn
 from timm.models.efficientnet import EfficientNet
+from timm.optim import create_optimizer_v2
 
 import ghostzoo
+from ghostzoo.errors import GhostzooError
 from ghostzoo.models import create_feature_net
-from ghostzoo.registry import PretrainedCfg
+from ghostzoo.registry import PretrainedCfg, model_entries
 
 from conftest import GOLDEN_DIR
 from golden import load_golden
-from reference import calibrate_batchnorm, randomize_layernorm, small_variants_first
+from reference import calibrate_batchnorm, randomize_layernorm, small_variants_first, smallest_per_family
 
 NAMES = ghostzoo.list_models()
 NUM_CLASSES = 7  # not any model's default, so the argument has to reach the head
@@ -240,7 +246,8 @@ def test_features_only_returns_the_activations_of_the_requested_levels(subject):
     model, info = subject.model, subject.model.feature_info
     levels = tuple(range(len(info) - 1, -1, -2))[::-1]  # every other level, up to the deepest
     backbone = create_feature_net(shallow_copy(model), out_indices=levels)  # as create_model(features_only=True)
-    assert backbone.feature_info == [info[i] for i in levels]
+    assert backbone.feature_info.channels() == [info[i]["num_chs"] for i in levels]  # timm's FeatureInfo
+    assert backbone.feature_info.reduction() == [info[i]["reduction"] for i in levels]
     with torch.no_grad():
         maps = backbone(subject.x)
     assert len(maps) == len(levels)
@@ -252,3 +259,100 @@ def test_features_only_returns_the_activations_of_the_requested_levels(subject):
         )
     classifier = model.get_submodule(subject.cfg.classifier)
     assert ghostzoo.count_params(backbone) <= ghostzoo.count_params(model) - ghostzoo.count_params(classifier)
+
+
+def test_forward_intermediates_gives_the_feature_maps_and_forward_features(subject):
+    model, info, x = subject.model, subject.model.feature_info, subject.x
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
+    torch.testing.assert_close(final, subject.feats)
+    assert len(maps) == len(info)
+    for f, fmap in zip(info, maps):
+        torch.testing.assert_close(fmap, as_map(subject.taps[f["module"]], grid(x, f["reduction"])))
+    assert len(last_two) == 2
+    for a, b in zip(last_two, maps[-2:]):
+        torch.testing.assert_close(a, b)
+
+
+def test_get_classifier_is_the_head(subject):
+    assert subject.model.get_classifier() is subject.model.get_submodule(subject.cfg.classifier)
+    with reset_classifier(subject, 0) as model:
+        assert isinstance(model.get_classifier(), nn.Identity)
+
+
+# What each official implementation's no_weight_decay() returns (tnt_pytorch/tnt.py,
+# tnt_pytorch/pyramid_tnt.py, augvit_pytorch/models/augvit.py); the other families define none.
+OFFICIAL_NO_WEIGHT_DECAY = {
+    "tnt": {"outer_pos", "inner_pos", "cls_token"},
+    "pyramid_tnt": {"outer_pos", "inner_pos"},
+    "augvit": {"pos_embed", "cls_token"},
+}
+
+
+def test_no_weight_decay_is_the_official_list_and_timms_optimizer_follows_it(subject):
+    model = subject.model
+    names = model.no_weight_decay()
+    assert names == OFFICIAL_NO_WEIGHT_DECAY.get(model_entries()[subject.name].family, set())
+    params = dict(model.named_parameters())
+    groups = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05).param_groups
+    undecayed = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert {id(params[n]) for n in names} <= undecayed
+    assert any(g["weight_decay"] == 0.05 for g in groups)
+
+
+def test_timm_reads_the_models_own_preprocessing(subject):
+    cfg = subject.model.pretrained_cfg
+    assert timm.data.resolve_model_data_config(subject.model) == {
+        "input_size": cfg.input_size,
+        "interpolation": cfg.interpolation,
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "crop_pct": cfg.crop_pct,
+        "crop_mode": "center",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(smallest_per_family()))
+def test_grad_checkpointing_gives_the_same_gradients_from_fewer_saved_activations(name):
+    torch.manual_seed(0)
+    model = ghostzoo.create_model(name, num_classes=NUM_CLASSES).train()
+    x = torch.randn(BATCH, 3, *input_size(model))
+
+    def backward(enable: bool):
+        model.set_grad_checkpointing(enable)
+        model.zero_grad()
+        saved = []  # activation bytes kept for the backward pass, outside the checkpointed blocks
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+        def pack(t):
+            if t.untyped_storage().data_ptr() not in weights:
+                saved.append(t.numel() * t.element_size())
+            return t
+
+        torch.manual_seed(1)  # the same dropout masks
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x).square().mean()
+        loss.backward()
+        return sum(saved), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_bytes, plain = backward(False)
+    checkpointed_bytes, checkpointed = backward(True)
+    assert checkpointed_bytes < 0.5 * plain_bytes
+    assert checkpointed.keys() == plain.keys()
+    for n, grad in plain.items():
+        torch.testing.assert_close(checkpointed[n], grad, msg=lambda m, n=n: f"{n}: {m}")
+
+
+def test_timm_arguments_ghostzoo_does_not_take_are_refused():
+    model = ghostzoo.create_model("ghostnet_050")
+    x = torch.randn(1, 3, 64, 64)
+    for call, message in (
+        (lambda: model.forward_intermediates(x, indices=9), "indices=9: this model has 5 feature levels"),
+        (lambda: model.forward_intermediates(x, indices=[3, 1]), "indices must be increasing"),
+        (lambda: model.forward_intermediates(x, output_fmt="NHWC"), "output_fmt 'NHWC'"),
+        (lambda: model.reset_classifier(10, global_pool="max"), "global_pool='max'"),
+        (lambda: model.prune_intermediate_layers(2, prune_head=False), "prune_head=True"),
+    ):
+        with pytest.raises(GhostzooError, match=message):
+            call()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import logging
 import shlex
 import sys
@@ -388,6 +389,37 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validation_metrics(path: str) -> dict:
+    """The numbers of a ``ghostzoo validate --output`` file, for a model card."""
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {
+            "data": Path(result["data"]).name,
+            "images": result["images"],
+            "top-1 (%)": round(result["top1"], 2),
+            "top-5 (%)": round(result["top5"], 2),
+        }
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GhostzooError(
+            f"--metrics {path}: not a `ghostzoo validate --output` file ({type(e).__name__}: {e})"
+        ) from None
+
+
+def cmd_push_to_hub(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub, save_for_hub
+
+    metrics = _validation_metrics(args.metrics) if args.metrics else None
+    model = create_model(args.model, pretrained=args.checkpoint is None, checkpoint_path=args.checkpoint)
+    if args.output_dir:
+        where = str(save_for_hub(model, args.output_dir, args.repo_id, metrics))
+    else:
+        where = push_to_hub(model, args.repo_id, metrics, private=args.private)
+    print(f"{args.repo_id}: {where}")
+    if args.output:
+        write_json_atomic(args.output, {"repo_id": args.repo_id, "location": where, "metrics": metrics})
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "info": cmd_info,
@@ -399,6 +431,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "benchmark": cmd_benchmark,
     "quantize": cmd_quantize,
     "profile": cmd_profile,
+    "push-to-hub": cmd_push_to_hub,
 }
 
 

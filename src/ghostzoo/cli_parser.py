@@ -31,6 +31,19 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
+AMP_DTYPES = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}  # ours, then timm's
+
+
+def _amp_dtype(text: str) -> str:
+    """An argparse type: the autocast dtype, by ghostzoo's name (bf16) or timm's (bfloat16)."""
+    try:
+        return AMP_DTYPES[text]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(AMP_DTYPES)}, got {text!r}") from None
+
+
+AMP_HELP = "autocast dtype: bf16 (CPU or CUDA) or fp16 (CUDA); timm's --amp-dtype bfloat16 / float16 too"
+
 
 def _positive_float(text: str) -> float:
     try:
@@ -122,20 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("validate", "top-1 / top-5, loss and per-class accuracy on a labelled dataset")
     p.add_argument("model")
-    p.add_argument("--data", required=True, help="ImageFolder, ILSVRC2012-val (val.txt) or Oxford-IIIT Pet folder")
+    p.add_argument(
+        "--data", "--data-dir", required=True, help="ImageFolder, ILSVRC2012-val (val.txt) or Oxford-IIIT Pet folder"
+    )
     p.add_argument("--split", default="val", help="split folder / split name (default: val)")
     p.add_argument("--labels", help="ground-truth file of '<file> <index>' lines (ILSVRC2012 val layout)")
     p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID")
     p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--workers", type=_non_negative_int, default=2)
-    p.add_argument("--amp", choices=["bf16", "fp16"], help="autocast: bf16 on CPU, fp16 or bf16 on CUDA")
+    p.add_argument("--batch-size", "-b", type=_positive_int, default=64)
+    p.add_argument("--workers", "-j", type=_non_negative_int, default=2)
+    p.add_argument("--amp", "--amp-dtype", type=_amp_dtype, metavar="DTYPE", help=AMP_HELP)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--device", default="cpu")
 
     p = add("train", "train or fine-tune on a labelled dataset (single process or torchrun)")
     p.add_argument("model")
-    p.add_argument("--data", required=True, help="dataset folder with train and val splits")
+    p.add_argument("--data", "--data-dir", required=True, help="dataset folder with train and val splits")
     p.add_argument(
         "--recipe",
         default="ghostnet",
@@ -144,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", help="where checkpoints and summary.json go (default: runs/MODEL)")
     p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--batch-size", "-b", type=_positive_int)
     p.add_argument("--lr", type=_positive_float, help="default: the recipe's, scaled to the global batch size")
     p.add_argument("--min-lr", type=float)
     p.add_argument("--opt", help="any timm optimizer name (sgd, adamw, lamb, ...)")
@@ -152,15 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-epochs", type=float)
     p.add_argument("--smoothing", type=float, help="label smoothing")
-    p.add_argument("--drop-rate", type=float, help="dropout before the classifier")
-    p.add_argument("--drop-path-rate", type=float)
+    p.add_argument("--drop-rate", "--drop", type=float, help="dropout before the classifier")
+    p.add_argument("--drop-path-rate", "--drop-path", type=float)
     p.add_argument("--color-jitter", type=float)
-    p.add_argument("--auto-augment", help="timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1")
-    p.add_argument("--re-prob", type=float, help="random erasing probability")
+    p.add_argument("--auto-augment", "--aa", help="timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1")
+    p.add_argument("--re-prob", "--reprob", type=float, help="random erasing probability")
     p.add_argument("--mixup", type=float, help="mixup alpha (0 disables)")
     p.add_argument("--cutmix", type=float, help="cutmix alpha (0 disables)")
-    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="keep an EMA of the weights")
-    p.add_argument("--ema-decay", type=float)
+    p.add_argument(
+        "--ema", "--model-ema", action=argparse.BooleanOptionalAction, default=None, help="keep an EMA of the weights"
+    )
+    p.add_argument("--ema-decay", "--model-ema-decay", type=float)
     p.add_argument("--img-size", type=_positive_int, help="training resolution (default: the model's)")
     p.add_argument(
         "--img-size-start",
@@ -175,12 +192,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--crop-scale", type=float, nargs=2, metavar=("LOW", "HIGH"), help="area range of the random-resized crops"
     )
-    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="start from these weights (fine-tuning)")
+    p.add_argument(
+        "--checkpoint",
+        "--initial-checkpoint",
+        metavar="PATH|URL|hf-hub:ID",
+        help="start from these weights (fine-tuning)",
+    )
     p.add_argument("--num-classes", type=_positive_int, help="re-head to this many classes (default: the data's)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last epoch")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output-dir from its last epoch (a flag: unlike timm's --resume PATH, "
+        "the run's own folder says where)",
+    )
     p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=_non_negative_int)
-    p.add_argument("--amp", choices=["bf16", "fp16"])
+    p.add_argument("--workers", "-j", type=_non_negative_int)
+    p.add_argument(
+        "--amp",
+        "--amp-dtype",
+        type=_amp_dtype,
+        metavar="DTYPE",
+        help=AMP_HELP + " (unlike timm's --amp switch, ghostzoo's names the dtype)",
+    )
     p.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -205,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help="steps between reads of the loss from the device for the progress bar (default: 50)",
     )
+
+    p = add("push-to-hub", "upload a model to the Hugging Face hub as timm lays a repository out")
+    p.add_argument("model", help="model name, name.tag, or the architecture of --checkpoint")
+    p.add_argument("repo_id", help="org/name on the hub")
+    p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="the weights (default: the released ones)")
+    p.add_argument("--metrics", metavar="FILE.json", help="a `ghostzoo validate --output` file, for the card")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--output-dir", metavar="DIR", help="write the repository's files here instead of uploading them")
 
     p = add(
         "export",

@@ -9,7 +9,9 @@ from typing import Any, Optional, Sequence
 import torch.nn as nn
 
 from .checkpoints import apply_checkpoint, pretrained_source, read_checkpoint
-from .models import create_feature_net
+from .errors import GhostzooError
+from .hub import is_hub_model, read_hub_model
+from .models import OUTPUT_STRIDE_FAMILIES, create_feature_net
 from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg
 
 
@@ -39,7 +41,8 @@ def create_model(
     progress: bool = True,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build ``name`` (``arch`` or ``arch.tag``), optionally with weights.
+    """Build ``name`` (``arch``, ``arch.tag``, or a repository as ``hf-hub:org/name`` or
+    ``local-dir:PATH`` with timm's ``config.json``), optionally with weights.
 
     Args:
         pretrained: load the weights named by the pretrained cfg (URL, else hub id), cached.
@@ -53,11 +56,24 @@ def create_model(
         drop_rate: dropout before the classifier (the family's default when None).
         features_only: return a module that outputs the feature maps listed by ``feature_info``.
         out_indices: which feature levels to return with ``features_only`` (default: all).
+        output_stride: 16 or 8 dilates the later stages of a CNN (dense prediction), same weights.
         use_ema: take the EMA weights of a checkpoint that has both (None: the cfg's choice, which
             is the EMA weights where those are the published model, as for GhostNetV3).
     """
+    hub = read_hub_model(name) if is_hub_model(name) else None
+    if hub is not None:  # a repository's model: its own classes and preprocessing, its weights if pretrained
+        name = hub.name
+        if checkpoint_path is None and pretrained:
+            checkpoint_path = hub.weights
     entry = get_model_entry(name)
     cfg = get_pretrained_cfg(name)
+    if hub is not None:
+        cfg = dataclasses.replace(cfg, **hub.cfg_changes, tag="hub", url="", hf_hub_id="", file="")
+    if kwargs.get("output_stride", 32) != 32 and entry.family not in OUTPUT_STRIDE_FAMILIES:
+        raise GhostzooError(
+            f"{entry.name} ({entry.family}) has no output_stride: it dilates the CNN families "
+            f"({', '.join(sorted(OUTPUT_STRIDE_FAMILIES))})"
+        )
     if out_indices is not None and not features_only:
         raise ValueError("out_indices is only meaningful with features_only=True")
     source = checkpoint_path if checkpoint_path is not None else (pretrained_source(cfg) if pretrained else None)

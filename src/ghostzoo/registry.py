@@ -79,6 +79,22 @@ class PretrainedCfg:
         d["name"] = self.name
         return d
 
+    # Read as a mapping, the way timm reads its own pretrained_cfg dicts
+    # (``timm.data.resolve_model_data_config(model)`` gets each model's own preprocessing).
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dataclass_fields__
+
+    def keys(self) -> List[str]:
+        return list(self.__dataclass_fields__)
+
 
 @dataclass
 class ModelEntry:

@@ -15,6 +15,11 @@ from . import (
     vig,  # noqa: F401
     wavemlp,  # noqa: F401
 )
-from ._features import FeatureListNet, FeatureMapsNet, create_feature_net
+from ._features import FeatureNet, create_feature_net
 
-__all__ = ["FeatureListNet", "FeatureMapsNet", "create_feature_net"]
+#: the families built with ``output_stride`` 16 or 8 (dilated later stages, for dense prediction)
+OUTPUT_STRIDE_FAMILIES = frozenset(
+    {"ghostnet", "ghostnetv2", "ghostnetv3", "tinynet", "g_ghost_regnet", "ghost_resnet"}
+)
+
+__all__ = ["FeatureNet", "OUTPUT_STRIDE_FAMILIES", "create_feature_net"]

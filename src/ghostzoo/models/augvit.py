@@ -18,7 +18,7 @@ fitted to the model's grid when loaded (:func:`checkpoint_filter`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,7 @@ from ..layers import BlockCirculantLinear, resize_pos_embed, square_grid, tokens
 from ..layers.classifier import linear_head
 from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import Indices, TimmContract, check_output_fmt, take_indices
 
 __all__ = ["AugViT", "AugViTBlock", "checkpoint_filter"]
 
@@ -93,8 +94,10 @@ class AugViTBlock(nn.Module):
         return self._residual(x, self.norm2, self.mlp, self.mlp_shortcuts)
 
 
-class AugViT(nn.Module):
+class AugViT(TimmContract, nn.Module):
     """ViT (class token, learned position embedding) built from :class:`AugViTBlock`."""
+
+    no_weight_decay_names = frozenset({"cls_token", "pos_embed"})
 
     def __init__(
         self,
@@ -134,7 +137,7 @@ class AugViT(nn.Module):
         trunc_normal_(self.cls_token, std=0.02)
         self.apply(init_weights_vit_timm)  # the official init: truncated-normal linears, zero biases
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns the class token)."""
         self.num_classes = num_classes
         self.head = linear_head(self.num_features, num_classes, device=self.cls_token.device)
@@ -149,7 +152,7 @@ class AugViT(nn.Module):
         """Normalised tokens ``[B, 1 + N, C]``, class token first."""
         x, _ = self._embed(x)
         for blk in self.blocks:
-            x = blk(x)
+            x = self.run_block(blk, x)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -161,20 +164,35 @@ class AugViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_feature_maps(self, x: torch.Tensor, indices: Sequence[int]) -> List[torch.Tensor]:
-        """Patch tokens after the blocks in ``indices`` as ``[B, C, H/16, W/16]`` maps (no final norm)."""
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Indices = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Patch tokens after the blocks in ``indices`` as ``[B, C, H/16, W/16]`` maps (through the
+        final norm with ``norm``) and, unless ``intermediates_only``, ``forward_features``' tokens."""
+        check_output_fmt(output_fmt)
+        levels = take_indices(len(self.blocks), indices)
+        last = levels[-1] if stop_early or intermediates_only else len(self.blocks) - 1
         x, grid = self._embed(x)
         maps = []
-        for i, blk in enumerate(self.blocks[: max(indices) + 1]):
-            x = blk(x)
-            if i in indices:
-                maps.append(tokens_to_map(x[:, 1:], grid))
-        return maps
+        for i, blk in enumerate(self.blocks[: last + 1]):
+            x = self.run_block(blk, x)
+            if i in levels:
+                maps.append(tokens_to_map((self.norm(x) if norm else x)[:, 1:], grid))
+        return maps if intermediates_only else (self.norm(x), maps)
 
-    def prune_feature_maps(self, last: int) -> None:
-        """Drop the blocks after ``last``, the final norm and the head (``features_only``)."""
-        self.blocks = self.blocks[: last + 1]
-        self.norm, self.head = nn.Identity(), nn.Identity()
+    def prune_intermediate_layers(
+        self, indices: Indices = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> List[int]:
+        """Drop the blocks after the deepest level in ``indices`` (and the final norm, the head)."""
+        levels = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: levels[-1] + 1]
+        return self._prune_norm_and_head(levels, prune_norm, prune_head)
 
 
 def checkpoint_filter(state_dict: Dict[str, torch.Tensor], model: AugViT) -> Dict[str, torch.Tensor]:

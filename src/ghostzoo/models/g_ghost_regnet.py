@@ -21,8 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers.classifier import linear_head
+from ..layers.dilation import set_output_stride
 from ..layers.init import init_resnet_style
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["GGhostRegNet", "GGhostStage", "RegNetBottleneck"]
 
@@ -96,10 +98,11 @@ class GGhostStage(nn.Module):
         return self.end(torch.cat([raw, cheap], dim=1))
 
 
-class GGhostRegNet(nn.Module):
+class GGhostRegNet(TimmContract, nn.Module):
     """Stem (3x3 conv, 32 channels, stride 2), four stages of stride 2, pooled linear head.
 
-    ``feature_info`` taps the stem activation (stride 2) and the end of every stage (4 to 32).
+    ``feature_info`` taps the stem activation (stride 2) and the end of every stage (4 to 32);
+    ``output_stride`` 16 or 8 dilates the later stages (dense prediction).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class GGhostRegNet(nn.Module):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.2,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -140,8 +144,20 @@ class GGhostRegNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = linear_head(in_chs, num_classes)
         init_resnet_style(self)
+        if output_stride != 32:
+            set_output_stride(self._units(), self.feature_info, 2, output_stride)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _units(self) -> List[nn.Module]:
+        """The blocks in the order they run; a G-Ghost stage is its strided base block, then the rest."""
+        units: List[nn.Module] = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            if isinstance(stage, GGhostStage):
+                units += [stage.base] + [m for name, m in stage.named_children() if name != "base"]
+            else:
+                units += list(stage)
+        return units
+
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.conv1.weight.device
@@ -149,7 +165,9 @@ class GGhostRegNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = self.run_block(stage, x)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.avgpool(x).flatten(1)

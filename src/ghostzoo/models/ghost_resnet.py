@@ -29,8 +29,10 @@ import torch
 import torch.nn as nn
 
 from ..layers.classifier import linear_head
+from ..layers.dilation import set_output_stride
 from ..layers.init import init_resnet_style
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["GhostResNet", "GhostConv", "GhostResNetBottleneck"]
 
@@ -102,11 +104,11 @@ class GhostResNetBottleneck(nn.Module):
         return self.relu(self.conv3(out) + shortcut)
 
 
-class GhostResNet(nn.Module):
+class GhostResNet(TimmContract, nn.Module):
     """ResNet stem (7x7 conv, BN, ReLU, max pool), four stages of Ghost bottlenecks, linear head.
 
     ``feature_info`` taps the stem activation (stride 2) and the last block of every stage
-    (strides 4 to 32).
+    (strides 4 to 32); ``output_stride`` 16 or 8 dilates the later stages (dense prediction).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class GhostResNet(nn.Module):
         drop_rate: float = 0.0,
         ratio: int = 4,
         dw_size: int = 3,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -144,8 +147,11 @@ class GhostResNet(nn.Module):
         self.num_features = in_chs
         self.fc = linear_head(in_chs, num_classes)
         init_resnet_style(self)
+        if output_stride != 32:
+            stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+            set_output_stride([blk for stage in stages for blk in stage], self.feature_info, 4, output_stride)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.conv1.weight.device
@@ -153,7 +159,9 @@ class GhostResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = self.run_blocks(stage, x)
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean((2, 3))  # the official AvgPool2d(7) at 224, and any other size

@@ -18,7 +18,9 @@ import torch.nn.functional as F
 
 from ..layers import ConvBnAct, GhostModule, SqueezeExcite, make_divisible
 from ..layers.classifier import linear_head
+from ..layers.dilation import set_output_stride
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["GhostNet", "GhostBottleneck"]
 
@@ -94,13 +96,14 @@ class GhostBottleneck(nn.Module):
         return self.ghost2(x) + shortcut
 
 
-class GhostNet(nn.Module):
+class GhostNet(TimmContract, nn.Module):
     """GhostNet backbone + classifier.
 
     The head is the official one: global pool, 1x1 conv to 1280 with bias and ReLU, dropout,
     linear. ``feature_info`` taps the last block at each stride (2, 4, 8, 16, 32): those are the
     maps a detection or segmentation neck wants. ``attn_from``: index (over all blocks) of the
-    first block with DFC attention, 2 for GhostNetV2/V3, None for GhostNet v1.
+    first block with DFC attention, 2 for GhostNetV2/V3, None for GhostNet v1. ``output_stride``
+    16 or 8 dilates the later stages (dense prediction; the same weights).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class GhostNet(nn.Module):
         block: Callable[..., nn.Module] = GhostBottleneck,
         head_chs: int = 1280,
         attn_from: Optional[int] = None,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -155,15 +159,17 @@ class GhostNet(nn.Module):
         self.act2 = nn.ReLU(inplace=True)
         self.flatten = nn.Flatten(1)
         self.classifier = linear_head(head_chs, num_classes)
+        if output_stride != 32:
+            set_output_stride([blk for stage in self.blocks for blk in stage], self.feature_info, 2, output_stride)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.conv_head.weight.device
         self.classifier = linear_head(self.head_hidden_size, num_classes, device=device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.act1(self.bn1(self.conv_stem(x))))
+        return self.run_blocks(self.blocks, self.act1(self.bn1(self.conv_stem(x))))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.flatten(self.act2(self.conv_head(self.global_pool(x))))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..layers import LegoConv2d, vgg_features
 from ..layers.classifier import linear_head
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["LegoVGG"]
 
@@ -50,7 +51,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 
 
-class LegoVGG(nn.Module):
+class LegoVGG(TimmContract, nn.Module):
     """Conv-BN-ReLU, then LegoConv2d-BN-ReLU layers and max pools per ``cfg``, then a linear classifier.
 
     The official model flattens the 1x1 map left by five pools on a 32x32 input; here the map is
@@ -80,14 +81,14 @@ class LegoVGG(nn.Module):
         self.num_features = self.head_hidden_size = self.feature_info[-1]["num_chs"]
         self.classifier = linear_head(self.num_features, num_classes)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.features[0].weight.device
         self.classifier = linear_head(self.num_features, num_classes, device=device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        return self.run_blocks(self.features, x, segments=5)  # one checkpoint per pooling stage
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)  # exact no-op on the 1x1 map of 32 px inputs

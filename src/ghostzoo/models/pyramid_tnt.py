@@ -19,7 +19,7 @@ are not a multiple of 8 are padded where the official code would fail.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -39,6 +39,7 @@ from ..layers import (
 from ..layers.classifier import linear_head
 from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import Indices, TimmContract, check_output_fmt, take_indices
 
 __all__ = ["PyramidTNT", "checkpoint_filter"]
 
@@ -255,8 +256,10 @@ class SentenceAggregation(nn.Module):
         return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3])
 
 
-class PyramidTNT(nn.Module):
+class PyramidTNT(TimmContract, nn.Module):
     """Four-stage TNT classifying from the mean of the last stage's sentences."""
+
+    no_weight_decay_names = frozenset({"inner_pos", "outer_pos"})
 
     def __init__(
         self,
@@ -322,7 +325,7 @@ class PyramidTNT(nn.Module):
         trunc_normal_(self.inner_pos, std=0.02)
         self.apply(_init_weights)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         self.head = linear_head(self.num_features, num_classes, device=self.outer_pos.device)
@@ -337,7 +340,7 @@ class PyramidTNT(nn.Module):
             if i > 0:
                 inner = self.word_merges[i - 1](inner, grid)
                 outer, grid = self.sentence_merges[i - 1](outer, grid)
-            inner, outer = stage(inner, outer, grid)
+            inner, outer = self.run_block(stage, inner, outer, grid)
             out.append((outer, grid))
         return out
 
@@ -354,16 +357,37 @@ class PyramidTNT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_feature_maps(self, x: torch.Tensor, indices: Sequence[int]) -> List[torch.Tensor]:
-        """Sentences after the stages in ``indices`` as ``[B, C, H, W]`` maps at strides 8..64."""
-        stages = self._stages(x, max(indices))
-        return [tokens_to_map(*stages[i]) for i in indices]
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Indices = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Sentences after the stages in ``indices`` as ``[B, C, H, W]`` maps at strides 8..64 and,
+        unless ``intermediates_only``, ``forward_features``' tokens. ``norm``: the final norm is the
+        last stage's, applied to that stage's map only."""
+        check_output_fmt(output_fmt)
+        levels = take_indices(len(self.stages), indices)
+        last = levels[-1] if stop_early or intermediates_only else len(self.stages) - 1
+        stages = self._stages(x, last)
+        maps = []
+        for i in levels:
+            outer, grid = stages[i]
+            maps.append(tokens_to_map(self.norm(outer) if norm and i == len(self.stages) - 1 else outer, grid))
+        return maps if intermediates_only else (self.norm(stages[-1][0]), maps)
 
-    def prune_feature_maps(self, last: int) -> None:
-        """Drop the stages after ``last``, the final norm and the head (``features_only``)."""
+    def prune_intermediate_layers(
+        self, indices: Indices = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> List[int]:
+        """Drop the stages after the deepest level in ``indices`` (and the final norm, the head)."""
+        levels = take_indices(len(self.stages), indices)
+        last = levels[-1]
         self.stages = self.stages[: last + 1]
         self.word_merges, self.sentence_merges = self.word_merges[:last], self.sentence_merges[:last]
-        self.norm, self.head = nn.Identity(), nn.Identity()
+        return self._prune_norm_and_head(levels, prune_norm, prune_head)
 
 
 def _init_weights(m: nn.Module) -> None:

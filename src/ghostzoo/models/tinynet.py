@@ -20,7 +20,9 @@ import torch.nn as nn
 from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.efficientnet import EfficientNet
 
+from ..layers.dilation import check_output_stride
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["TinyNet"]
 
@@ -37,12 +39,13 @@ EFFICIENTNET_B0_ARCH = [
 ]
 
 
-class TinyNet(EfficientNet):
+class TinyNet(EfficientNet, TimmContract):
     """EfficientNet-B0 at ``width`` x channels and ``depth`` x blocks per stage, with Swish.
 
     The stem keeps 32 channels at every width and the head at least 1280, as in the official code.
-    Everything else (``forward_features``, ``forward_head``, ``reset_classifier``, and a
-    ``feature_info`` tapping ``blocks.{0,1,2,4,6}`` at strides 2..32) is timm's EfficientNet.
+    Everything else (``forward_features``, ``forward_head``, timm's model methods, and a
+    ``feature_info`` tapping ``blocks.{0,1,2,4,6}`` at strides 2..32) is timm's EfficientNet;
+    ``TimmContract``, after it, adds only what timm's EfficientNet lacks: ``no_weight_decay``.
     """
 
     def __init__(
@@ -53,7 +56,9 @@ class TinyNet(EfficientNet):
         in_chans: int = 3,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        output_stride: int = 32,
     ) -> None:
+        check_output_stride(output_stride)
         super().__init__(
             block_args=decode_arch_def(EFFICIENTNET_B0_ARCH, depth, depth_trunc="round"),
             num_classes=num_classes,
@@ -65,6 +70,7 @@ class TinyNet(EfficientNet):
             act_layer=nn.SiLU,
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
+            output_stride=output_stride,  # timm's builder dilates the later stages
         )
 
 

@@ -18,7 +18,7 @@ trained at another size is loaded (:mod:`ghostzoo.layers.pos_embed`).
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,7 @@ from ..layers import dot_product_attention, patchify, resize_pos_embed, square_g
 from ..layers.classifier import linear_head
 from ..layers.patches import Grid
 from ..registry import PretrainedCfg, Published, register_model
+from ._contract import Indices, TimmContract, check_output_fmt, take_indices
 
 __all__ = ["TNT", "TNTBlock", "checkpoint_filter"]
 
@@ -112,12 +113,14 @@ class PatchEmbed(nn.Module):
         return self.proj(patches).flatten(2).transpose(1, 2), grid
 
 
-class TNT(nn.Module):
+class TNT(TimmContract, nn.Module):
     """Transformer in Transformer, classifying from the class token.
 
     ``outer_tokens`` is a frozen, unused parameter of the official model; it is kept because the
     official checkpoints hold it and the published parameter counts include it.
     """
+
+    no_weight_decay_names = frozenset({"cls_token", "inner_pos", "outer_pos"})
 
     def __init__(
         self,
@@ -168,7 +171,7 @@ class TNT(nn.Module):
             trunc_normal_(p, std=0.02)
         self.apply(init_weights_vit_timm)  # the official init: truncated-normal linears, zero biases
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns the class token)."""
         self.num_classes = num_classes
         self.head = linear_head(self.num_features, num_classes, device=self.cls_token.device)
@@ -186,23 +189,38 @@ class TNT(nn.Module):
         """Normalised outer tokens ``[B, 1 + N, C]``, class token first."""
         inner, outer, _ = self._embed(x)
         for blk in self.blocks:
-            inner, outer = blk(inner, outer)
+            inner, outer = self.run_block(blk, inner, outer)
         return self.norm(outer)
 
-    def forward_feature_maps(self, x: torch.Tensor, indices: Sequence[int]) -> List[torch.Tensor]:
-        """Patch tokens after the blocks in ``indices`` as ``[B, C, H/16, W/16]`` maps (no final norm)."""
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Indices = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Patch tokens after the blocks in ``indices`` as ``[B, C, H/16, W/16]`` maps (through the
+        final norm with ``norm``) and, unless ``intermediates_only``, ``forward_features``' tokens."""
+        check_output_fmt(output_fmt)
+        levels = take_indices(len(self.blocks), indices)
+        last = levels[-1] if stop_early or intermediates_only else len(self.blocks) - 1
         inner, outer, grid = self._embed(x)
         maps = []
-        for i, blk in enumerate(self.blocks[: max(indices) + 1]):
-            inner, outer = blk(inner, outer)
-            if i in indices:
-                maps.append(tokens_to_map(outer[:, 1:], grid))
-        return maps
+        for i, blk in enumerate(self.blocks[: last + 1]):
+            inner, outer = self.run_block(blk, inner, outer)
+            if i in levels:
+                maps.append(tokens_to_map((self.norm(outer) if norm else outer)[:, 1:], grid))
+        return maps if intermediates_only else (self.norm(outer), maps)
 
-    def prune_feature_maps(self, last: int) -> None:
-        """Drop the blocks after ``last``, the final norm and the head (``features_only``)."""
-        self.blocks = self.blocks[: last + 1]
-        self.norm, self.head = nn.Identity(), nn.Identity()
+    def prune_intermediate_layers(
+        self, indices: Indices = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> List[int]:
+        """Drop the blocks after the deepest level in ``indices`` (and the final norm, the head)."""
+        levels = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: levels[-1] + 1]
+        return self._prune_norm_and_head(levels, prune_norm, prune_head)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x[:, 0]

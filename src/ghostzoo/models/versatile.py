@@ -21,6 +21,7 @@ import torch.nn as nn
 from ..layers import VConv2d, vgg_features
 from ..layers.classifier import linear_head
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["VersatileVGG"]
 
@@ -36,7 +37,7 @@ def _vconv3x3(in_chs: int, out_chs: int, index: int) -> VConv2d:
     return VConv2d(in_chs, out_chs, 3, padding=1)
 
 
-class VersatileVGG(nn.Module):
+class VersatileVGG(TimmContract, nn.Module):
     """VGG ``features`` of VConv2d [BN] ReLU, then ``fc6`` (a 7x7 VConv2d to 4096) and two linear layers.
 
     An adaptive average pool to 7x7 (an identity at 224x224, as in torchvision's VGG) lets other
@@ -69,7 +70,7 @@ class VersatileVGG(nn.Module):
         )
         self.apply(_init_weights)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh last linear layer for ``num_classes`` (0 removes it: forward returns the 4096-d pre-logits)."""
         self.num_classes = num_classes
         device = self.classifier[2].weight.device  # fc6 has no .weight in its deploy form
@@ -78,7 +79,7 @@ class VersatileVGG(nn.Module):
         self.classifier[-1] = head
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        return self.run_blocks(self.features, x, segments=5)  # one checkpoint per pooling stage
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.fc6(self.avgpool(x)).flatten(1)

@@ -29,7 +29,7 @@ from timm.layers import DropPath
 
 from ..layers import DynamicGraphConv2d
 from ..registry import PretrainedCfg, Published, register_model
-from ._features import chain_modules
+from ._contract import TimmContract, chain_modules
 
 __all__ = ["VisionGNN", "Grapher", "relative_pos_table", "resize_relative_pos"]
 
@@ -177,7 +177,7 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
-class VisionGNN(nn.Module):
+class VisionGNN(TimmContract, nn.Module):
     """ViG (one stage: ``channels=[C]``, ``depths=[n]``) or Pyramid ViG (four stages).
 
     As officially: ViG's neighbour count grows linearly from ``k`` to ``2k`` over the blocks and its
@@ -271,7 +271,7 @@ class VisionGNN(nn.Module):
             pos = F.interpolate(pos, size=x.shape[-2:], mode="bicubic", align_corners=False)
         return x + pos
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh 1x1 conv classifier for ``num_classes`` (0 removes it: forward returns the 1024-d pre-logits)."""
         self.num_classes = num_classes
         device = self.prediction[0].weight.device
@@ -280,7 +280,7 @@ class VisionGNN(nn.Module):
         self.prediction[-1] = head
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(self.add_pos_embed(self.stem(x)))
+        return self.run_blocks(self.backbone, self.add_pos_embed(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(x, 1)

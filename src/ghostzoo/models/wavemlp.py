@@ -25,6 +25,7 @@ from timm.layers import DropPath, GroupNorm1, Mlp, trunc_normal_
 
 from ..layers.classifier import linear_head
 from ..registry import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, Published, register_model
+from ._contract import TimmContract
 
 __all__ = ["WaveMLP", "PATM", "WaveBlock"]
 
@@ -121,7 +122,7 @@ class ConvNorm(nn.Module):
         return self.norm(self.proj(x))
 
 
-class WaveMLP(nn.Module):
+class WaveMLP(TimmContract, nn.Module):
     """Patch embedding (7x7 conv, stride 4), four stages of ``WaveBlock`` with stride-2 3x3 conv
     downsampling between them, final norm, global pool, linear classifier ``head``.
 
@@ -176,7 +177,7 @@ class WaveMLP(nn.Module):
         self.head = linear_head(self.num_features, num_classes)
         self.apply(_init_weights)
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def _reset_head(self, num_classes: int) -> None:
         """A fresh linear head for ``num_classes`` (0 removes it: forward returns pooled features)."""
         self.num_classes = num_classes
         device = self.norm.weight.device
@@ -184,7 +185,7 @@ class WaveMLP(nn.Module):
         self.head.apply(_init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.network(self.patch_embed(x)))
+        return self.norm(self.run_blocks(self.network, self.patch_embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
