@@ -131,10 +131,10 @@ def test_bad_export_requests_give_one_line(tmp_path, monkeypatch, capsys, argv, 
     assert list(tmp_path.iterdir()) == []
 
 
-# their ONNX export needs the native resolution: TNT, PyramidTNT and AugViT resample position embeddings
-# with antialiased bicubic interpolation (no ONNX op), the versatile VGGs pool adaptively to 7x7 (ONNX
-# only takes whole pooling factors)
-NATIVE_SIZE_FAMILIES = {"tnt", "pyramid_tnt", "augvit", "versatile_filters"}
+# their ONNX export needs the native resolution: TNT, PyramidTNT, AugViT and CMT resample position
+# embeddings or biases with antialiased bicubic interpolation (no ONNX op), the versatile VGGs pool
+# adaptively to 7x7 (ONNX only takes whole pooling factors)
+NATIVE_SIZE_FAMILIES = {"tnt", "pyramid_tnt", "augvit", "cmt", "versatile_filters"}
 # ViG and Pyramid ViG choose neighbours; at their native size float32 near-ties swap some, which the
 # check must handle (it compares on the file's own choices), so they are exported at that size too
 NEIGHBOUR_FAMILIES = {"vig", "pyramid_vig"}

@@ -10,6 +10,7 @@ from .attention import dot_product_attention
 from .circulant import BlockCirculantLinear
 from .conv_bn_act import ConvBnAct
 from .dfc_attention import DFCAttention
+from .dynamic_conv import DynamicConv
 from .ghost import GhostModule
 from .graph_conv import DynamicGraphConv2d, MaxRelativeConv2d, max_over_neighbours
 from .knn_graph import knn_graph, neighbour_choices
@@ -27,6 +28,7 @@ __all__ = [
     "ConvBn",
     "ConvBnAct",
     "DFCAttention",
+    "DynamicConv",
     "DynamicGraphConv2d",
     "GhostModule",
     "LegoConv2d",

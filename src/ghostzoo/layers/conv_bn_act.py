@@ -19,9 +19,10 @@ class ConvBnAct(nn.Module):
         kernel_size: int = 1,
         stride: int = 1,
         act_layer: Optional[Callable[..., nn.Module]] = nn.ReLU,
+        conv_layer: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False)
+        self.conv = conv_layer(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False)
         self.bn1 = nn.BatchNorm2d(out_chs)
         self.act1 = act_layer(inplace=True) if act_layer is not None else nn.Identity()
 

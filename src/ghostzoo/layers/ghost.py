@@ -29,6 +29,7 @@ class GhostModule(nn.Module):
     The trim only exists when ``out_chs`` is odd for ``ratio=2``; it is skipped otherwise, so the
     traced graph of the usual widths holds no slice at all. Keys follow the official code
     (``primary_conv.{0,1}``, ``cheap_operation.{0,1}``, and GhostNetV2's ``short_conv.*``).
+    ``conv_layer`` builds both convolutions (ParameterNet's ``DynamicConv``; ``nn.Conv2d``'s signature).
     """
 
     def __init__(
@@ -41,9 +42,11 @@ class GhostModule(nn.Module):
         stride: int = 1,
         act_layer: ActLayer = nn.ReLU,
         attn: bool = False,
+        conv_layer: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
         self.out_chs = out_chs
+        self.conv_layer = conv_layer
         init_chs = math.ceil(out_chs / ratio)
         new_chs = init_chs * (ratio - 1)
         self.trim = init_chs + new_chs != out_chs
@@ -55,12 +58,12 @@ class GhostModule(nn.Module):
     ) -> None:
         """Create the primary and cheap operations (a subclass may build them differently)."""
         self.primary_conv = nn.Sequential(
-            nn.Conv2d(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
+            self.conv_layer(in_chs, init_chs, kernel_size, stride, kernel_size // 2, bias=False),
             nn.BatchNorm2d(init_chs),
             make_act(act_layer),
         )
         self.cheap_operation = nn.Sequential(
-            nn.Conv2d(init_chs, new_chs, dw_size, 1, dw_size // 2, groups=init_chs, bias=False),
+            self.conv_layer(init_chs, new_chs, dw_size, 1, dw_size // 2, groups=init_chs, bias=False),
             nn.BatchNorm2d(new_chs),
             make_act(act_layer),
         )

@@ -22,10 +22,11 @@ class SqueezeExcite(nn.Module):
         divisor: int = 4,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
         gate_layer: Callable[..., nn.Module] = nn.Hardsigmoid,
+        mean_pool: bool = False,
     ) -> None:
         super().__init__()
         reduced_chs = make_divisible(in_chs * se_ratio, divisor)
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.avg_pool = _GlobalMean() if mean_pool else nn.AdaptiveAvgPool2d(1)
         self.conv_reduce = nn.Conv2d(in_chs, reduced_chs, 1, bias=True)
         self.act1 = act_layer(inplace=True)
         self.conv_expand = nn.Conv2d(reduced_chs, in_chs, 1, bias=True)
@@ -34,3 +35,8 @@ class SqueezeExcite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_se = self.conv_expand(self.act1(self.conv_reduce(self.avg_pool(x))))
         return x * self.gate(x_se)
+
+
+class _GlobalMean(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)

@@ -2,12 +2,14 @@
 
 from . import (
     augvit,  # noqa: F401
+    cmt,  # noqa: F401
     g_ghost_regnet,  # noqa: F401
     ghost_resnet,  # noqa: F401
     ghostnet,  # noqa: F401
     ghostnetv2,  # noqa: F401
     ghostnetv3,  # noqa: F401
     legonet,  # noqa: F401
+    parameternet,  # noqa: F401
     pyramid_tnt,  # noqa: F401
     tinynet,  # noqa: F401
     tnt,  # noqa: F401

@@ -39,8 +39,10 @@ GHOSTNET_CFG: List[List[BlockCfg]] = [
 ]
 
 
-def _dw_bn(chs: int, kernel_size: int, stride: int) -> Tuple[nn.Conv2d, nn.BatchNorm2d]:
-    conv = nn.Conv2d(chs, chs, kernel_size, stride, (kernel_size - 1) // 2, groups=chs, bias=False)
+def _dw_bn(
+    chs: int, kernel_size: int, stride: int, conv_layer: Callable[..., nn.Module] = nn.Conv2d
+) -> Tuple[nn.Module, nn.BatchNorm2d]:
+    conv = conv_layer(chs, chs, kernel_size, stride, (kernel_size - 1) // 2, groups=chs, bias=False)
     return conv, nn.BatchNorm2d(chs)
 
 
@@ -63,20 +65,24 @@ class GhostBottleneck(nn.Module):
         stride: int = 1,
         se_ratio: float = 0.0,
         attn: bool = False,
+        conv_layer: Callable[..., nn.Module] = nn.Conv2d,
+        act_layer: Callable[..., nn.Module] = nn.ReLU,
+        se_layer: Callable[..., nn.Module] = SqueezeExcite,
     ) -> None:
         super().__init__()
         self.stride = stride
-        self.ghost1 = self.ghost_layer(in_chs, mid_chs, act_layer=nn.ReLU, attn=attn)
+        ghost = {"conv_layer": conv_layer} if conv_layer is not nn.Conv2d else {}  # RepGhost builds its own
+        self.ghost1 = self.ghost_layer(in_chs, mid_chs, act_layer=act_layer, attn=attn, **ghost)
         if stride > 1:
             self._init_dw(mid_chs, dw_kernel_size, stride)
-        self.se = SqueezeExcite(mid_chs, se_ratio) if se_ratio else None
-        self.ghost2 = self.ghost_layer(mid_chs, out_chs, act_layer=None)
+        self.se = se_layer(mid_chs, se_ratio, act_layer=act_layer) if se_ratio else None
+        self.ghost2 = self.ghost_layer(mid_chs, out_chs, act_layer=None, **ghost)
         if in_chs == out_chs and stride == 1:
             self.shortcut = nn.Sequential()
         else:
             self.shortcut = nn.Sequential(
-                *_dw_bn(in_chs, dw_kernel_size, stride),
-                nn.Conv2d(in_chs, out_chs, 1, bias=False),
+                *_dw_bn(in_chs, dw_kernel_size, stride, conv_layer),
+                conv_layer(in_chs, out_chs, 1, bias=False),
                 nn.BatchNorm2d(out_chs),
             )
 
@@ -103,7 +109,9 @@ class GhostNet(TimmContract, nn.Module):
     linear. ``feature_info`` taps the last block at each stride (2, 4, 8, 16, 32): those are the
     maps a detection or segmentation neck wants. ``attn_from``: index (over all blocks) of the
     first block with DFC attention, 2 for GhostNetV2/V3, None for GhostNet v1. ``output_stride``
-    16 or 8 dilates the later stages (dense prediction; the same weights).
+    16 or 8 dilates the later stages (dense prediction; the same weights). ``conv_layer`` and
+    ``act_layer`` build the stem, the last 1x1 stage and the head's activation (ParameterNet's
+    dynamic convolutions and Hardswish); a ``block`` takes its own.
     """
 
     def __init__(
@@ -117,14 +125,16 @@ class GhostNet(TimmContract, nn.Module):
         head_chs: int = 1280,
         attn_from: Optional[int] = None,
         output_stride: int = 32,
+        conv_layer: Callable[..., nn.Module] = nn.Conv2d,
+        act_layer: Callable[..., nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         stem_chs = make_divisible(16 * width, 4)
-        self.conv_stem = nn.Conv2d(in_chans, stem_chs, 3, 2, 1, bias=False)
+        self.conv_stem = conv_layer(in_chans, stem_chs, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_chs)
-        self.act1 = nn.ReLU(inplace=True)
+        self.act1 = act_layer(inplace=True)
 
         stages, reductions, channels = [], [], []
         prev_chs, reduction = stem_chs, 2
@@ -143,7 +153,9 @@ class GhostNet(TimmContract, nn.Module):
             reductions.append(reduction)
             channels.append(prev_chs)
         self.num_features = make_divisible(cfgs[-1][-1][1] * width, 4)
-        stages.append(nn.Sequential(ConvBnAct(prev_chs, self.num_features, 1)))
+        stages.append(
+            nn.Sequential(ConvBnAct(prev_chs, self.num_features, 1, act_layer=act_layer, conv_layer=conv_layer))
+        )
         reductions.append(reduction)
         channels.append(self.num_features)
         self.blocks = nn.Sequential(*stages)
@@ -156,7 +168,7 @@ class GhostNet(TimmContract, nn.Module):
         self.head_hidden_size = head_chs
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.conv_head = nn.Conv2d(self.num_features, head_chs, 1, bias=True)
-        self.act2 = nn.ReLU(inplace=True)
+        self.act2 = act_layer(inplace=True)
         self.flatten = nn.Flatten(1)
         self.classifier = linear_head(head_chs, num_classes)
         if output_stride != 32:

@@ -96,12 +96,20 @@ class QuantSpec:
     activation_quantizers: int = 0
 
 
+# CNN families left out, and why
+NO_INT8_PATH = {
+    "parameternet": "its dynamic convolutions mix a kernel per image from four experts, and an int8 "
+    "convolution (ONNX QLinearConv) takes one fixed, quantized kernel",
+}
+
+
 def check_family(name: str) -> str:
     """The family of the registered model ``name``; raises :class:`UnsupportedModelError` if it has no int8 path."""
     entry = get_model_entry(name)
     if entry.family not in SUPPORTED_FAMILIES:
+        why = f" ({NO_INT8_PATH[entry.family]})" if entry.family in NO_INT8_PATH else ""
         raise UnsupportedModelError(
-            f"{entry.name} ({entry.family}) has no int8 path; supported families: {', '.join(SUPPORTED_FAMILIES)}"
+            f"{entry.name} ({entry.family}) has no int8 path{why}; supported families: {', '.join(SUPPORTED_FAMILIES)}"
         )
     return entry.family
 
