@@ -44,9 +44,10 @@ def test_demo_runs_offline_and_reports_accuracy(tmp_path):
     assert f"{hits}/10 correct" in done.stdout
 
 
-def test_recorded_val_top1_is_what_validate_measures():
+def test_recorded_val_top1_is_what_validate_measures(tmp_path, monkeypatch):
+    monkeypatch.setenv("GHOSTZOO_CACHE", str(tmp_path))  # the export behind --backend auto
     data = require(DATA_DIR / "imagenette-160")
     model = ghostzoo.create_model(TAG, pretrained=True)
-    result = validate(model, data, "val", batch_size=100, workers=2)
+    result = validate(model, data, "val", batch_size=100, workers=2, backend="auto")  # the command line's default
     assert result.images == 3925
     assert result.top1 == pytest.approx(ghostzoo.get_pretrained_cfg(TAG).published.top1, abs=0.01)

@@ -177,7 +177,8 @@ def test_torchrun_two_cpu_processes_keep_replicas_identical(tiny, tmp_path):
     # the same command again: the folder holds a run, and every rank stops with the same line
     again = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     refusal = f"ghostzoo train: error: {tmp_path / 'ddp'} already holds a run; pass --resume"
-    assert again.returncode != 0 and again.stderr.count(refusal) == 2, again.stderr[-2000:]
+    # each rank refuses with that line; torchrun may stop the slower rank (SIGTERM) before it prints
+    assert again.returncode != 0 and again.stderr.count(refusal) in (1, 2), again.stderr[-2000:]
     assert "ProcessGroup" not in again.stderr and "DistBackendError" not in again.stderr
 
 

@@ -278,8 +278,9 @@ def test_qat_trains_the_fake_quantized_weights_and_exports(tmp_path):
     assert load_exported(path).extra["quantization"]["qat_epochs"] == 1
 
 
-def test_quantize_command_end_to_end(tmp_path, capsys):
-    out, report = tmp_path / "int8.onnx", tmp_path / "report.json"
+@pytest.mark.parametrize("suffix", [".onnx", ".xml"])  # the QDQ graph, or an OpenVINO IR of it
+def test_quantize_command_end_to_end(suffix, tmp_path, capsys):
+    out, report = tmp_path / f"int8{suffix}", tmp_path / "report.json"
     code = main(
         [
             "quantize",
@@ -309,6 +310,14 @@ def test_quantize_command_end_to_end(tmp_path, capsys):
     assert f"top-1 agreement {result['check']['agreement']:.2f}%" in printed
     assert main(["demo", "--checkpoint", str(out)]) == 0  # predict accepts the int8 file
     assert "correct (top-1" in capsys.readouterr().out
+    runtime = load_exported(out)
+    assert (
+        runtime.extra["quantization"]
+        and type(runtime).__name__ == {".onnx": "OnnxRuntimeModel", ".xml": "OpenVinoModel"}[suffix]
+    )
+    assert sorted(p.name for p in tmp_path.glob("int8*")) == sorted(
+        {f"int8{suffix}", "int8.bin"} if suffix == ".xml" else {"int8.onnx"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -325,7 +334,14 @@ def test_quantize_command_end_to_end(tmp_path, capsys):
         ),
         (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--qat-epochs", "1"], ["needs --train-data"]),
         (["ghostnet_100", "--calib-data", "{calib}", "--checkpoint", "{missing}"], ["checkpoint not found"]),
-        (["ghostnet_100.imagenette", "--calib-data", "{calib}", "--output", "{bad_suffix}"], ["must end in .onnx"]),
+        (
+            ["ghostnet_100.imagenette", "--calib-data", "{calib}", "--output", "{bad_suffix}"],
+            ["written as ONNX (.onnx) or OpenVINO IR (.xml)"],
+        ),
+        (
+            ["ghostnet_100.imagenette", "--calib-data", "{calib}", "--format", "openvino"],
+            ["--format openvino writes a .xml file, not 'int8.onnx'"],
+        ),
     ],
 )
 def test_bad_input_fails_in_one_line(argv, fragments, tmp_path, capsys):
@@ -346,8 +362,8 @@ def test_bad_input_fails_in_one_line(argv, fragments, tmp_path, capsys):
 def test_unsupported_model_in_python():
     with pytest.raises(UnsupportedModelError, match="vig_ti_224_gelu \\(vig\\) has no int8 path"):
         quantize_to_onnx(ghostzoo.create_model("vig_ti_224_gelu"), torch.randn(1, 3, 224, 224), "x.onnx")
-    with pytest.raises(GhostzooError, match="must end in .onnx"):
-        quantize_to_onnx(ghostzoo.create_model("ghostnet_050"), torch.randn(1, 3, 64, 64), "x.pt")
+    with pytest.raises(GhostzooError, match="--format onnx writes a .onnx file"):
+        quantize_to_onnx(ghostzoo.create_model("ghostnet_050"), torch.randn(1, 3, 64, 64), "x.xml")
 
 
 def test_a_missing_calibration_split_is_refused(tmp_path, capsys):

@@ -138,7 +138,9 @@ def _load_for_inference(args: argparse.Namespace):
 def cmd_predict(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # fail before any download
     model = _load_for_inference(args)
-    predictor = Predictor(model, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor(
+        model, device=args.device, batch_size=args.batch_size, backend=args.backend, precision=args.precision
+    )
     with tqdm(desc="predict", unit="img", disable=None, file=sys.stderr, leave=False) as bar:
         report = predictor.predict(args.images, topk=args.topk, on_image=bar.update)
     for item in report.skipped:
@@ -161,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.use_ema = None
     model = _load_for_inference(args)
     folder = args.images or demo_images()
-    report = Predictor(model).predict([folder], topk=3)
+    report = Predictor(model, backend=args.backend, precision=args.precision).predict([folder], topk=3)
     hits = 0
     for pred in report.predictions:
         truth = true_label(pred["path"])
@@ -273,6 +275,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         amp=args.amp,
         channels_last=args.channels_last,
         progress=True,
+        backend=args.backend,
+        precision=args.precision,
     )
     for item in result.skipped:
         print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
@@ -304,7 +308,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from .quantization.workflow import quantize
 
     check_family(args.model)
-    check_output(args.output)
+    check_output(args.output, args.format)
     if args.checkpoint is not None and is_exported(args.checkpoint):
         raise GhostzooError("--checkpoint must hold float PyTorch weights, not an exported file")
     model = _load_for_inference(args)

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from . import __version__
 from .bench import BACKENDS, DEFAULT_BACKENDS
+from .deploy.backend import INFERENCE_BACKENDS, PRECISIONS
 from .deploy.export import FORMATS
 from .quantization.observers import OBSERVERS
 
@@ -95,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ghostzoo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    def add_backend(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--backend",
+            choices=INFERENCE_BACKENDS,
+            default="auto",
+            help="what runs the model: auto (the fastest runtime installed: OpenVINO, ONNX Runtime, else "
+            "eager), eager, compile, onnxruntime or openvino; a runtime gets a cached, parity-checked export",
+        )
+        p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16: OpenVINO's bf16 inference")
+
     def add(name: str, help: str, json_flag: str = "--output") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument(json_flag, metavar="FILE.json", help="also write the results as JSON")
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--device", default="cpu")
+    add_backend(p)
 
     p = add("demo", "offline demo: the packaged Imagenette photos, top-3 each, and accuracy")
     p.add_argument(
@@ -132,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", help="another folder of <WordNet id>/<image> files")
     p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID")
+    add_backend(p)
 
     p = add("validate", "top-1 / top-5, loss and per-class accuracy on a labelled dataset")
     p.add_argument("model")
@@ -147,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", "--amp-dtype", type=_amp_dtype, metavar="DTYPE", help=AMP_HELP)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--device", default="cpu")
+    add_backend(p)
 
     p = add("train", "train or fine-tune on a labelled dataset (single process or torchrun)")
     p.add_argument("model")
@@ -335,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model", help="a CNN: GhostNet v1/v2/v3, Ghost-ResNet, G-Ghost RegNet, TinyNet, LegoNet, Versatile filters"
     )
-    p.add_argument("--output", required=True, metavar="MODEL_INT8.onnx", help="the int8 file to write")
+    p.add_argument(
+        "--output", required=True, metavar="MODEL_INT8.onnx|.xml", help="the int8 file: ONNX, or an OpenVINO IR"
+    )
+    p.add_argument("--format", choices=["onnx", "openvino"], help="default: by the --output suffix")
     p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="float weights (default: the released ones)")
     p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(

@@ -88,6 +88,8 @@ def create_model(
     build_kwargs = dict(
         num_classes=cfg.num_classes if num_classes is None else num_classes, in_chans=in_chans, **kwargs
     )
+    if build_kwargs["num_classes"] != cfg.num_classes:  # a new head: the cfg (and any export of it) says so
+        cfg = dataclasses.replace(cfg, num_classes=build_kwargs["num_classes"])
     if drop_rate is not None:
         build_kwargs["drop_rate"] = drop_rate
     model = entry.builder(**build_kwargs)

@@ -42,7 +42,11 @@ class PredictReport:
 
 
 class Predictor:
-    """Runs a classifier on image files with its own evaluation preprocessing."""
+    """Runs a classifier on image files with its own evaluation preprocessing.
+
+    ``backend``: ``eager`` (the model as it is), ``compile``, ``onnxruntime``, ``openvino`` or ``auto``
+    (the fastest runtime installed), see :mod:`ghostzoo.deploy.backend`.
+    """
 
     def __init__(
         self,
@@ -50,10 +54,14 @@ class Predictor:
         cfg: Optional[PretrainedCfg] = None,
         device: str | torch.device = "cpu",
         batch_size: int = 16,
+        backend: str = "eager",
+        precision: str = "fp32",
     ) -> None:
+        from .deploy.backend import with_backend
+
         self.cfg = cfg or model.pretrained_cfg
         self.device = resolve_device(device)
-        self.model = model.eval().to(self.device)
+        self.model = with_backend(model.eval().to(self.device), backend, precision, self.device)
         self.batch_size = batch_size
         self.transform = create_transform(self.cfg)
         self.names = class_names_for(self.cfg, getattr(model, "num_classes", self.cfg.num_classes))

@@ -150,9 +150,15 @@ def validate(
     amp: Optional[str] = None,
     channels_last: bool = True,
     progress: bool = False,
+    backend: str = "eager",
+    precision: str = "fp32",
 ) -> EvalResult:
-    """Evaluate ``model`` on the dataset at ``data`` with the model's own eval preprocessing."""
+    """Evaluate ``model`` on the dataset at ``data`` with the model's own eval preprocessing, run by
+    ``backend`` (:func:`ghostzoo.deploy.backend.with_backend`)."""
+    from ..deploy.backend import with_backend
+
     dev = resolve_device(device)
+    model = with_backend(model, backend, precision, dev)
     cfg = model.pretrained_cfg
     dataset = build_dataset(data, split, create_transform(cfg), labels=labels)
     target_map = dataset_target_map(dataset, getattr(model, "num_classes", cfg.num_classes))

@@ -19,11 +19,21 @@ CalibrationData = Union[torch.Tensor, Iterable]
 CALIBRATION_BATCH = 32
 
 
-def check_output(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, or a one-line error before any work when it is not an ``.onnx`` file."""
+INT8_SUFFIXES = {".onnx": "onnx", ".xml": "openvino"}  # the file a quantized model is written as
+
+
+def check_output(path: str | os.PathLike, fmt: Optional[str] = None) -> Path:
+    """``path`` as a Path, or a one-line error before any work when it is neither an ONNX file (``.onnx``)
+    nor an OpenVINO IR (``.xml``), or not of the format ``fmt`` asks for."""
     path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        raise GhostzooError(f"the int8 model is written as ONNX: --output must end in .onnx, not {path.name!r}")
+    found = INT8_SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise GhostzooError(
+            f"the int8 model is written as ONNX (.onnx) or OpenVINO IR (.xml): --output {path.name!r} is neither"
+        )
+    if fmt is not None and fmt != found:
+        expected = next(suffix for suffix, name in INT8_SUFFIXES.items() if name == fmt)
+        raise GhostzooError(f"--format {fmt} writes a {expected} file, not {path.name!r}")
     return path
 
 
@@ -60,7 +70,7 @@ def scheme(spec: QuantSpec, calibration_images: int, **extra: Any) -> Dict[str, 
 
 def export_int8(qmodel: nn.Module, output: str | os.PathLike, input_size: Optional[int] = None, **facts: Any) -> Path:
     """Write a calibrated (and possibly QAT-trained) fake-quantized model as the int8 ONNX file."""
-    output = check_output(output)
+    output = check_output(output, "onnx")
     cfg = qmodel.pretrained_cfg
     size = input_size or cfg.input_size[-1]
     if size != cfg.input_size[-1]:
@@ -94,7 +104,7 @@ def quantize_to_onnx(
 
     Returns the path written.
     """
-    output = check_output(output)
+    output = check_output(output, "onnx")
     qmodel = prepare(model, observer, keep_float, input_size)
     seen = calibrate(qmodel, calibration_batches(calib_loader))
     return export_int8(qmodel, output, input_size, **scheme(qmodel.quant_spec, seen))

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..data import LabelledImages, build_dataset, collate_skipping, create_transform, find_images
+from ..deploy.export import export_model
 from ..deploy.runtime import load_exported
 from ..engine.evaluate import dataset_target_map
 from ..errors import GhostzooError
@@ -113,6 +114,18 @@ class QuantizeReport:
         return asdict(self)
 
 
+def _write(model: nn.Module, qmodel: nn.Module, output: Path, facts: Dict[str, Any]) -> None:
+    """The int8 file: the QDQ ONNX graph, or (``.xml``) that graph carried to an OpenVINO IR, whose
+    CPU plugin runs it on int8 kernels that pay at every batch size (docs/int8.md)."""
+    if output.suffix.lower() == ".onnx":
+        export_int8(qmodel, output, **facts)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = Path(tmp) / f"{output.stem}.onnx"
+        export_int8(qmodel, onnx_file, **facts)
+        export_model(model, "openvino", output, int8=onnx_file)
+
+
 def quantize(
     model: nn.Module,
     calib_data: str | os.PathLike,
@@ -135,8 +148,9 @@ def quantize(
     progress: bool = False,
 ) -> QuantizeReport:
     """PTQ of ``model`` on ``calib_size`` images of ``calib_data``, then (``qat_epochs`` > 0) QAT on
-    ``train_data``, written to ``output``; then float vs int8 on ``check_split`` of ``calib_data``
-    (``check_size`` images, all by default; ``None`` split: on the calibration images).
+    ``train_data``, written to ``output`` (``.onnx``, or ``.xml`` for an OpenVINO IR); then float vs
+    int8 on ``check_split`` of ``calib_data`` (``check_size`` images, all by default; ``None`` split:
+    on the calibration images).
 
     QAT checkpoints go to ``qat_dir`` (a temporary folder by default).
     """
@@ -167,8 +181,8 @@ def quantize(
                 progress=progress,
             )
         facts.update(qat_epochs=qat_epochs, qat_lr=lr, qat_data=str(train_data))
-    export_int8(qmodel, output, **facts)
-    report.file_bytes = output.stat().st_size
+    _write(model, qmodel, output, facts)
+    report.file_bytes = sum(p.stat().st_size for p in (output, output.with_suffix(".bin")) if p.is_file())
 
     int8 = load_exported(output)
     report.check_data = str(calib_data)
