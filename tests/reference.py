@@ -81,6 +81,7 @@ def timm_checkpoint(
 # The convolutional families: every one folds into plain convolutions and exports to a static graph.
 CNN_FAMILIES = {
     "ghostnet",
+    "ghostnet_paddle",
     "ghostnetv2",
     "ghostnetv3",
     "ghost_resnet",

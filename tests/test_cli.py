@@ -35,7 +35,7 @@ def ckpt_050(tmp_path_factory):
 
 
 def test_list_table_and_json(capsys, tmp_path):
-    code, out, _ = run(capsys, "list", "ghostnet_*", "--output", str(tmp_path / "list.json"))
+    code, out, _ = run(capsys, "list", "ghostnet_[0-9]*", "--output", str(tmp_path / "list.json"))
     assert code == 0
     assert "ghostnet_100  5.18" in out and "73.98" in out and "in1k" in out
     rows = json.loads((tmp_path / "list.json").read_text())
@@ -45,7 +45,7 @@ def test_list_table_and_json(capsys, tmp_path):
 
 def test_list_pretrained_only(capsys):
     code, out, _ = run(capsys, "list", "--pretrained")
-    assert code == 0 and "ghostnet_100" in out and "ghostnet_050" not in out
+    assert code == 0 and "ghostnet_100" in out and "parameternet_600m" not in out
 
 
 def test_info(capsys, tmp_path):
@@ -280,6 +280,10 @@ def _bad_inputs(tmp_path):
         (
             ["push-to-hub", "ghostnet_050", "me/x", "--metrics", str(empty), "--output-dir", str(tmp_path / "r")],
             "not a `ghostzoo validate --output` file",
+        ),
+        (
+            ["convert", str(empty), "--model", "ghostnet_050", "--output", str(tmp_path / "c.safetensors")],
+            "cannot read",
         ),
     ]
 

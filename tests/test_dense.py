@@ -13,7 +13,15 @@ from ghostzoo.models import create_feature_net
 
 from reference import randomize_batchnorm
 
-CNNS = ["ghostnet_050", "ghostnetv2_100", "ghostnetv3_050", "tinynet_e", "g_ghost_regnetx_002", "ghost_resnet50"]
+CNNS = [
+    "ghostnet_050",
+    "ghostnet_x0_5",
+    "ghostnetv2_100",
+    "ghostnetv3_050",
+    "tinynet_e",
+    "g_ghost_regnetx_002",
+    "ghost_resnet50",
+]
 
 
 @pytest.mark.parametrize("output_stride", [16, 8])

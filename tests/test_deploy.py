@@ -74,7 +74,13 @@ def _batchnorms_run(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str | 
 
 
 def test_the_cnn_list_is_the_zoo():
-    assert len(_cnns()) == 37 and {"tinynet_e", "lego_vgg16", "vcnn_vgg19_bn", "g_ghost_regnetx_320"} <= set(_cnns())
+    assert len(_cnns()) == 41 and {
+        "tinynet_e",
+        "ghostnet_x1_3_ssld",
+        "lego_vgg16",
+        "vcnn_vgg19_bn",
+        "g_ghost_regnetx_320",
+    } <= set(_cnns())
 
 
 @pytest.mark.parametrize("name", small_variants_first(_cnns()))

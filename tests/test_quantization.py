@@ -164,6 +164,7 @@ def test_int8_agrees_with_fp32_on_real_photos(imagenette_int8):
 @pytest.mark.parametrize(
     "name, size, kwargs",
     [
+        ("ghostnet_x0_5", 64, {}),
         ("ghostnetv2_100", 64, {}),
         ("ghostnetv3_050", 64, {}),
         ("ghost_resnet50", 32, {}),
@@ -325,7 +326,7 @@ def test_quantize_command_end_to_end(suffix, tmp_path, capsys):
     [
         (
             ["tnt_s_patch16_224", "--calib-data", "{calib}"],
-            ["tnt_s_patch16_224 (tnt) has no int8 path", "ghostnet, ghostnetv2"],
+            ["tnt_s_patch16_224 (tnt) has no int8 path", "ghostnet, ghostnet_paddle, ghostnetv2"],
         ),
         (["ghostnet_100.imagenette", "--calib-data", "{empty}"], ["no images found in calibration folder"]),
         (

@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ._io import atomic_paths, first_line
 from .errors import CheckpointError
+from .formats import bundle_prefix, is_mindspore_ckpt, is_pdparams, read_mindspore_ckpt, read_pdparams, read_tf_bundle
 from .registry import CheckpointFilter, PretrainedCfg
 
 HF_PREFIX = "hf-hub:"
@@ -123,6 +124,9 @@ def resolve_source(source: str | os.PathLike, progress: bool = True) -> Path:
     if re.match(r"^(https?|file)://", text):
         return download_url(text, progress=progress)
     path = Path(text).expanduser()
+    prefix = bundle_prefix(path)
+    if prefix is not None:  # a TensorFlow bundle, named by its prefix or one of its two files
+        return Path(f"{prefix}.index")
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {text}")
     if not path.is_file():
@@ -158,11 +162,19 @@ def _is_safetensors(path: Path) -> bool:
 
 
 def read_file(path: Path) -> Any:
-    """Read a checkpoint file safely: safetensors, or torch.load with ``weights_only=True``.
+    """Read a checkpoint file safely: safetensors, PaddlePaddle's ``.pdparams`` (numpy arrays only), a
+    TensorFlow V2 bundle (its ``.index``), MindSpore's ``.ckpt``, or torch.load with ``weights_only=True``.
 
     A safetensors file written by ghostzoo comes back as ``{'state_dict': ..., **metadata}``, the
     same shape as ghostzoo's torch files.
     """
+    if is_pdparams(path):
+        return read_pdparams(path)
+    if is_mindspore_ckpt(path):
+        return read_mindspore_ckpt(path)
+    prefix = bundle_prefix(path)
+    if prefix is not None:
+        return read_tf_bundle(prefix)
     try:
         if _is_safetensors(path):
             from safetensors import safe_open

@@ -424,6 +424,16 @@ def cmd_push_to_hub(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+
+    path = convert_checkpoint(args.source, args.model, args.output, use_ema=args.use_ema)
+    print(f"{args.source} -> {path} ({args.model}, {path.stat().st_size / 1e6:.1f} MB)")
+    if args.report:
+        write_json_atomic(args.report, {"source": str(args.source), "model": args.model, "output": str(path)})
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "info": cmd_info,
@@ -436,6 +446,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "quantize": cmd_quantize,
     "profile": cmd_profile,
     "push-to-hub": cmd_push_to_hub,
+    "convert": cmd_convert,
 }
 
 

@@ -262,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", metavar="DIR", help="write the repository's files here instead of uploading them")
 
     p = add(
+        "convert",
+        "any weight file ghostzoo reads (.pdparams, TF bundle, MindSpore .ckpt, .pth) as a ghostzoo .safetensors",
+        json_flag="--report",
+    )
+    p.add_argument("source", help="the file (a TensorFlow bundle by its prefix or .index); a URL or hf-hub:ID")
+    p.add_argument("--model", required=True, help="the model the weights are for: name, or name.tag")
+    p.add_argument("--output", required=True, metavar="FILE", help="the file to write: .safetensors, or a torch file")
+    p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
+
+    p = add(
         "export",
         "a deployable file (ONNX, OpenVINO IR, TorchScript, pt2) of the deploy-form model, checked against PyTorch",
         json_flag="--report",

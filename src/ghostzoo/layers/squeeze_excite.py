@@ -1,6 +1,6 @@
 """Squeeze-and-excitation with the hard-sigmoid gate used across the Ghost family."""
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -12,7 +12,8 @@ class SqueezeExcite(nn.Module):
 
     The reduced width is ``make_divisible(chs * se_ratio, 4)`` as in the official GhostNet code;
     the gate defaults to hard-sigmoid (``relu6(x + 3) / 6``), which is what GhostNet was trained
-    with, and is cheaper than a sigmoid on mobile hardware.
+    with, and is cheaper than a sigmoid on mobile hardware. PaddleClas's GhostNet reduces to
+    ``chs // 4`` (``reduced_chs``) and gates with ``clip(x, 0, 1)`` (``nn.Hardtanh(0, 1)``).
     """
 
     def __init__(
@@ -23,9 +24,10 @@ class SqueezeExcite(nn.Module):
         act_layer: Callable[..., nn.Module] = nn.ReLU,
         gate_layer: Callable[..., nn.Module] = nn.Hardsigmoid,
         mean_pool: bool = False,
+        reduced_chs: Optional[int] = None,
     ) -> None:
         super().__init__()
-        reduced_chs = make_divisible(in_chs * se_ratio, divisor)
+        reduced_chs = reduced_chs or make_divisible(in_chs * se_ratio, divisor)
         self.avg_pool = _GlobalMean() if mean_pool else nn.AdaptiveAvgPool2d(1)
         self.conv_reduce = nn.Conv2d(in_chs, reduced_chs, 1, bias=True)
         self.act1 = act_layer(inplace=True)

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from ..layers import ConvBnAct, GhostModule, SqueezeExcite, make_divisible
 from ..layers.classifier import linear_head
 from ..layers.dilation import set_output_stride
-from ..registry import PretrainedCfg, Published, register_model
+from ..registry import PretrainedCfg, Published, StateDict, register_model
 from ._contract import TimmContract
+from ._remap import fill_batchnorm_counters, rename
 
 __all__ = ["GhostNet", "GhostBottleneck"]
 
@@ -106,12 +107,13 @@ class GhostNet(TimmContract, nn.Module):
     """GhostNet backbone + classifier.
 
     The head is the official one: global pool, 1x1 conv to 1280 with bias and ReLU, dropout,
-    linear. ``feature_info`` taps the last block at each stride (2, 4, 8, 16, 32): those are the
-    maps a detection or segmentation neck wants. ``attn_from``: index (over all blocks) of the
-    first block with DFC attention, 2 for GhostNetV2/V3, None for GhostNet v1. ``output_stride``
-    16 or 8 dilates the later stages (dense prediction; the same weights). ``conv_layer`` and
-    ``act_layer`` build the stem, the last 1x1 stage and the head's activation (ParameterNet's
-    dynamic convolutions and Hardswish); a ``block`` takes its own.
+    linear (``head_norm``: PaddleClas's, a 1x1 conv without bias, then BatchNorm). ``feature_info``
+    taps the last block at each stride (2, 4, 8, 16, 32): those are the maps a detection or
+    segmentation neck wants. ``attn_from``: index (over all blocks) of the first block with DFC
+    attention, 2 for GhostNetV2/V3, None for GhostNet v1. ``output_stride`` 16 or 8 dilates the
+    later stages (dense prediction; the same weights). ``conv_layer`` and ``act_layer`` build the
+    stem, the last 1x1 stage and the head's activation (ParameterNet's dynamic convolutions and
+    Hardswish); a ``block`` takes its own, and may carry its own ``se_layer`` (PaddleClas's SE).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class GhostNet(TimmContract, nn.Module):
         output_stride: int = 32,
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
+        head_norm: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -167,7 +170,8 @@ class GhostNet(TimmContract, nn.Module):
 
         self.head_hidden_size = head_chs
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv_head = nn.Conv2d(self.num_features, head_chs, 1, bias=True)
+        self.conv_head = nn.Conv2d(self.num_features, head_chs, 1, bias=not head_norm)
+        self.norm_head = nn.BatchNorm2d(head_chs) if head_norm else nn.Identity()
         self.act2 = act_layer(inplace=True)
         self.flatten = nn.Flatten(1)
         self.classifier = linear_head(head_chs, num_classes)
@@ -184,7 +188,7 @@ class GhostNet(TimmContract, nn.Module):
         return self.run_blocks(self.blocks, self.act1(self.bn1(self.conv_stem(x))))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.flatten(self.act2(self.conv_head(self.global_pool(x))))
+        x = self.flatten(self.act2(self.norm_head(self.conv_head(self.global_pool(x)))))
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.classifier(x)
@@ -198,6 +202,39 @@ def _create(width: float, **kwargs: Any) -> GhostNet:
 
 
 _PAPER = "https://arxiv.org/abs/1911.11907"
+_MINDCV = "https://download.mindspore.cn/toolkits/mindcv/ghostnet/{}.ckpt"
+_MINDCV_TABLE = "MindCV configs/ghostnet/README.md"
+# MindCV's names: MindSpore's BatchNorm parameters, and its last ConvBnAct as a SequentialCell
+_MINDCV_RULES = [
+    (r"\.gamma$", ".weight"),
+    (r"\.beta$", ".bias"),
+    (r"\.moving_mean$", ".running_mean"),
+    (r"\.moving_variance$", ".running_var"),
+    (r"^blocks\.9\.features\.0\.", "blocks.9.0.conv."),
+    (r"^blocks\.9\.features\.1\.", "blocks.9.0.bn1."),
+]
+
+
+def mindcv_filter(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """MindCV's GhostNet (the official architecture) under ghostzoo's names; its training extras
+    (optimizer moments, step counters) dropped. Other state dicts pass unchanged."""
+    if "bn1.gamma" not in state_dict:
+        return state_dict
+    own = model.state_dict()
+    renamed = {rename(k, _MINDCV_RULES): v for k, v in state_dict.items()}
+    return fill_batchnorm_counters({k: v for k, v in renamed.items() if k in own}, model)
+
+
+def _mindcv(name: str, top1: float, top5: float, params: int) -> PretrainedCfg:
+    return _cfg(
+        "mindcv_in1k",
+        url=_MINDCV.format(name),
+        published=Published(params=params, top1=top1, top5=top5, source=_MINDCV_TABLE),
+        notes="MindCV's ImageNet weights (a MindSpore .ckpt, read without MindSpore), trained by MindCV with "
+        "the official architecture.",
+    )
+
+
 # the packaged Imagenette model (10-class head); its accuracy is what `ghostzoo validate` measures
 IMAGENETTE_PARAMS = 3_914_318
 IMAGENETTE_TOP1 = 82.83
@@ -221,10 +258,12 @@ def _cfg(tag: str = "untrained", **kwargs: Any) -> PretrainedCfg:
     "ghostnet",
     [
         _cfg(published=Published(params=2_587_292, macs=42_000_000, top1=66.2, top5=86.6, source=_PAPER_TABLE)),
+        _mindcv("ghostnet_050-85b91860", 66.03, 86.64, 2_587_292),
     ],
+    mindcv_filter,
 )
 def ghostnet_050(**kwargs: Any) -> GhostNet:
-    """GhostNet 0.5x. No official weights were released for this width."""
+    """GhostNet 0.5x. No official weights were released for this width; MindCV's are ``.mindcv_in1k``."""
     return _create(0.5, **kwargs)
 
 
@@ -276,7 +315,9 @@ def ghostnet_050(**kwargs: Any) -> GhostNet:
             "imagenette-160 --recipe short --epochs 32 --img-size 128 --img-size-start 96 --val-img-size 160 "
             "--val-crop-pct 1.0 --batch-size 64 --workers 2 --seed 0` (docs/training.md).",
         ),
+        _mindcv("ghostnet_100-bef8025a", 73.78, 91.66, 5_182_508),
     ],
+    mindcv_filter,
 )
 def ghostnet_100(**kwargs: Any) -> GhostNet:
     """GhostNet 1.0x, the model of the paper's main results."""
@@ -287,8 +328,10 @@ def ghostnet_100(**kwargs: Any) -> GhostNet:
     "ghostnet",
     [
         _cfg(published=Published(params=7_358_820, macs=226_000_000, top1=75.7, top5=92.7, source=_PAPER_TABLE)),
+        _mindcv("ghostnet_130-cf4c235c", 75.50, 92.56, 7_358_820),
     ],
+    mindcv_filter,
 )
 def ghostnet_130(**kwargs: Any) -> GhostNet:
-    """GhostNet 1.3x. No official weights were released for this width."""
+    """GhostNet 1.3x. No official weights were released for this width; MindCV's are ``.mindcv_in1k``."""
     return _create(1.3, **kwargs)

@@ -47,6 +47,7 @@ from .observers import create_observer
 
 SUPPORTED_FAMILIES = (
     "ghostnet",
+    "ghostnet_paddle",
     "ghostnetv2",
     "ghostnetv3",
     "ghost_resnet",
