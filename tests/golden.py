@@ -21,12 +21,13 @@ import ghostzoo
 from conftest import GOLDEN_DIR, require
 
 # Models whose reference is another framework's code: their goldens sit in that framework's folder,
-# in its own format (tests/models/test_ghostnet_paddle.py reads them).
+# in its own format (tests/models/test_ghostnet_paddle.py and test_ghostnet_tf.py read them).
 FOREIGN_GOLDENS = {
     "ghostnet_x0_5": "paddle/GhostNet_x0_5.json",
     "ghostnet_x1_0": "paddle/GhostNet_x1_0.json",
     "ghostnet_x1_3": "paddle/GhostNet_x1_3.json",
     "ghostnet_x1_3_ssld": "paddle/GhostNet_x1_3.json",  # the same code; SSLD changed only the weights
+    "tf_ghostnet_100": "tf/ghostnet_tf_100.json",
 }
 
 

@@ -82,6 +82,7 @@ def timm_checkpoint(
 CNN_FAMILIES = {
     "ghostnet",
     "ghostnet_paddle",
+    "ghostnet_tf",
     "ghostnetv2",
     "ghostnetv3",
     "ghost_resnet",

@@ -19,6 +19,7 @@ def test_converted_files_load_alone_with_the_same_weights(tmp_path, capsys):
     sources = [
         (require(GOLDEN_DIR / "paddle" / "GhostNet_x0_5_golden.pdparams"), "ghostnet_x0_5"),
         (require(GOLDEN_DIR / "mindspore" / "ghostnet_050.ckpt"), "ghostnet_050.mindcv_in1k"),
+        (require(GOLDEN_DIR / "tf" / "ghostnet_tf_100.index"), "tf_ghostnet_100"),
     ]
     for source, name in sources:
         out = tmp_path / f"{name}.safetensors"

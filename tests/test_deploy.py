@@ -74,7 +74,7 @@ def _batchnorms_run(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str | 
 
 
 def test_the_cnn_list_is_the_zoo():
-    assert len(_cnns()) == 41 and {
+    assert len(_cnns()) == 42 and {
         "tinynet_e",
         "ghostnet_x1_3_ssld",
         "lego_vgg16",

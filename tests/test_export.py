@@ -227,3 +227,22 @@ def test_a_float_file_is_not_taken_for_int8(tmp_path, capsys):
         "float model"
     )
     assert not target.exists() and not target.with_suffix(".bin").exists()
+
+
+def test_shape_ops_count_only_when_they_read_the_input():
+    """A chain of constants (as the exporter leaves TF SAME padding's pads) is folded by any runtime;
+    a shape read off the input is computed at run time."""
+    from onnx import TensorProto, helper
+
+    const = helper.make_tensor("n", TensorProto.INT64, [1], [2])
+    nodes = [
+        helper.make_node("Constant", [], ["c"], value=const),
+        helper.make_node("ConstantOfShape", ["c"], ["zeros"]),
+        helper.make_node("Pad", ["x", "zeros"], ["padded"], name="pad"),
+        helper.make_node("Shape", ["padded"], ["shape"], name="shape"),
+        helper.make_node("Reshape", ["padded", "shape"], ["y"], name="reshape"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y]))
+    assert dynamic_shape_ops(proto) == ["Shape shape", "Reshape reshape"]

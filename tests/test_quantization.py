@@ -165,6 +165,7 @@ def test_int8_agrees_with_fp32_on_real_photos(imagenette_int8):
     "name, size, kwargs",
     [
         ("ghostnet_x0_5", 64, {}),
+        ("tf_ghostnet_100", 64, {}),
         ("ghostnetv2_100", 64, {}),
         ("ghostnetv3_050", 64, {}),
         ("ghost_resnet50", 32, {}),

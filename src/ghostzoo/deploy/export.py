@@ -138,14 +138,20 @@ def relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
 def dynamic_shape_ops(proto: Any) -> List[str]:
     """The nodes of an ONNX graph that compute on shapes at run time, as ``"OpType name"``.
 
-    A shape / index input counts as static when it is an initializer or the output of a ``Constant``
-    node (after the exporter's constant folding, that is how fixed slices and sizes appear).
+    A shape / index input counts as static when it is an initializer, the output of a ``Constant``
+    node (after the exporter's constant folding, that is how fixed slices and sizes appear), or
+    computed from those alone: the TorchScript exporter leaves such chains unfolded (TensorFlow's
+    SAME padding gives ``Pad`` its pads through ``ConstantOfShape`` / ``Concat``), and every runtime
+    folds them once when it loads the file.
     """
     graph = proto.graph
     constants = {i.name for i in graph.initializer}
-    constants.update(out for node in graph.node if node.op_type == "Constant" for out in node.output)
     found = []
-    for node in graph.node:
+    for node in graph.node:  # in topological order, as ONNX stores them
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant" or (inputs and all(name in constants for name in inputs)):
+            constants.update(node.output)
+            continue
         dynamic_inputs = [name for name in node.input[1:] if name and name not in constants]
         if node.op_type in SHAPE_OPS or (node.op_type in SHAPE_INPUT_OPS and dynamic_inputs):
             found.append(f"{node.op_type} {node.name}")

@@ -19,6 +19,7 @@ from .patches import patchify, tokens_to_map, unpatchify
 from .pos_embed import resize_pos_embed, resize_rel_pos_bias, square_grid
 from .rep_branches import ConvBn, add_rep_branches, fold_bn, fuse_rep_branches, rep_branches_forward
 from .rep_ghost import RepGhostModule
+from .same_pad import SamePad2d, same_conv2d
 from .squeeze_excite import SqueezeExcite
 from .vconv import VConv2d
 from .vgg import vgg_features
@@ -34,10 +35,12 @@ __all__ = [
     "LegoConv2d",
     "MaxRelativeConv2d",
     "RepGhostModule",
+    "SamePad2d",
     "SqueezeExcite",
     "VConv2d",
     "add_rep_branches",
     "dot_product_attention",
+    "same_conv2d",
     "fold_bn",
     "fuse_rep_branches",
     "knn_graph",

@@ -7,6 +7,7 @@ from . import (
     ghost_resnet,  # noqa: F401
     ghostnet,  # noqa: F401
     ghostnet_paddle,  # noqa: F401
+    ghostnet_tf,  # noqa: F401
     ghostnetv2,  # noqa: F401
     ghostnetv3,  # noqa: F401
     legonet,  # noqa: F401

@@ -52,7 +52,9 @@ class GhostBottleneck(nn.Module):
 
     GhostNetV2 and V3 reuse this block: ``attn=True`` gives the expanding Ghost module DFC
     attention (V2), and a subclass may change ``ghost_layer`` and the strided depthwise step
-    (``_init_dw`` / ``_dw``), as GhostNetV3's re-parameterizable block does.
+    (``_init_dw`` / ``_dw``), as GhostNetV3's re-parameterizable block does. ``conv_layer`` builds
+    the Ghost modules' and the shortcut's convolutions, ``dw_conv_layer`` the strided depthwise one,
+    ``se_layer`` the SE (ParameterNet's dynamic convolutions, PaddleClas's SE, TensorFlow's padding).
     """
 
     ghost_layer: Callable[..., nn.Module] = GhostModule
@@ -69,9 +71,11 @@ class GhostBottleneck(nn.Module):
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
         act_layer: Callable[..., nn.Module] = nn.ReLU,
         se_layer: Callable[..., nn.Module] = SqueezeExcite,
+        dw_conv_layer: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
         self.stride = stride
+        self.dw_conv_layer = dw_conv_layer
         ghost = {"conv_layer": conv_layer} if conv_layer is not nn.Conv2d else {}  # RepGhost builds its own
         self.ghost1 = self.ghost_layer(in_chs, mid_chs, act_layer=act_layer, attn=attn, **ghost)
         if stride > 1:
@@ -88,7 +92,7 @@ class GhostBottleneck(nn.Module):
             )
 
     def _init_dw(self, chs: int, kernel_size: int, stride: int) -> None:
-        self.conv_dw, self.bn_dw = _dw_bn(chs, kernel_size, stride)
+        self.conv_dw, self.bn_dw = _dw_bn(chs, kernel_size, stride, self.dw_conv_layer)
 
     def _dw(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn_dw(self.conv_dw(x))

@@ -55,6 +55,7 @@ SUPPORTED_FAMILIES = (
     "tinynet",
     "legonet",
     "versatile_filters",
+    "ghostnet_tf",
 )
 
 
