@@ -75,6 +75,7 @@ def test_pretrained_true_reads_the_pdparams_of_the_cfg_url(tmp_path, monkeypatch
 def test_all_five_names_of_the_model_zoo_work(capsys):
     for name in ("ghostnet_100", "ghostnet_x0_5", "ghostnet_x1_0", "ghostnet_x1_3", "ghostnet_x1_3_ssld"):
         assert main(["info", name]) == 0
+        assert ghostzoo.create_model(name).pretrained_cfg.architecture == name
     assert "79.4" in capsys.readouterr().out
     ssld = ghostzoo.get_pretrained_cfg("ghostnet_x1_3_ssld")
     assert ssld.url == ghostzoo.get_pretrained_cfg("ghostnet_x1_3.paddle_ssld_in1k").url
