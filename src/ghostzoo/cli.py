@@ -74,7 +74,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             ["model", "params(M)", "GMACs", "res", "top-1", "weights"],
         )
     )
-    print(f"\n{len(rows)} models; params, MACs and top-1 as published by the authors (see `ghostzoo info`)")
+    noun = "model" if len(rows) == 1 else "models"
+    print(f"\n{len(rows)} {noun}; params, MACs and top-1 as published by the authors (see `ghostzoo info`)")
     if args.output:
         write_json_atomic(args.output, rows)
     return 0
