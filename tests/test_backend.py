@@ -95,3 +95,12 @@ def test_a_new_head_travels_into_the_export():
     assert model.pretrained_cfg.num_classes == 10
     fast = backend.with_backend(model, "onnxruntime")
     assert fast.num_classes == fast.pretrained_cfg.num_classes == 10
+
+
+@pytest.mark.slow  # inductor's C++ compilation takes about a minute on a 2-core CPU
+def test_compile_gives_the_eager_logits(photos):
+    model, x = photos
+    compiled = backend.with_backend(model, "compile")
+    assert compiled.pretrained_cfg is model.pretrained_cfg and compiled.num_classes == model.num_classes
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)

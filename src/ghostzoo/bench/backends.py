@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..deploy.backend import compile_for_inference
 from ..deploy.export import export_model
 from ..deploy.runtime import RUNTIMES, load_exported
 from ..errors import GhostzooError
@@ -100,9 +101,7 @@ def _prepare_channels_last(s: Subject, batch: int, ctx: Context, tmp: Path) -> P
 
 def _prepare_compile(s: Subject, batch: int, ctx: Context, tmp: Path) -> Prepared:
     model = copy.deepcopy(s.deploy).to(ctx.device, memory_format=torch.channels_last)
-    # freezing turns the weights into constants, which lets inductor pre-pack them for oneDNN:
-    # the setting PyTorch recommends for CPU inference
-    return torch.compile(model, dynamic=False, options={"freezing": True}), True
+    return compile_for_inference(model), True  # the settings of `--backend compile`
 
 
 def _prepare_onnxruntime(s: Subject, batch: int, ctx: Context, tmp: Path) -> Prepared:

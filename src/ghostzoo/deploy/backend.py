@@ -5,7 +5,7 @@ tables (docs/results/cpu.md) show ONNX Runtime and OpenVINO several times faster
 ``predict``, ``validate`` and ``demo`` take a backend:
 
 - ``eager``: the model as it is;
-- ``compile``: ``torch.compile`` of the deploy form (inductor, with frozen weights);
+- ``compile``: ``torch.compile`` of the deploy form (inductor, frozen weights, C++ wrapper);
 - ``onnxruntime`` / ``openvino``: the model exported once with ``ghostzoo export``'s parity check,
   kept in a cache keyed by the model, its weights and the export settings, and run by that runtime;
 - ``auto`` (the command line's default on a CPU): OpenVINO if it is installed, else ONNX Runtime,
@@ -97,9 +97,19 @@ def _exported(model: nn.Module, backend: str, precision: str, threads: Optional[
     return load_exported(path, model.pretrained_cfg.architecture, **kwargs)
 
 
+#: inductor settings of the ``compile`` backend: frozen weights (oneDNN pre-packs them) and the C++
+#: wrapper (less Python per call); docs/results/compile_settings.md measures them against the others
+COMPILE_OPTIONS = {"freezing": True, "cpp_wrapper": True}
+
+
+def compile_for_inference(model: nn.Module) -> nn.Module:
+    """``torch.compile`` of an eval-mode module with :data:`COMPILE_OPTIONS`, for a fixed input shape."""
+    return torch.compile(model, dynamic=False, options=dict(COMPILE_OPTIONS))
+
+
 def _compiled(model: nn.Module) -> nn.Module:
     deploy = reparameterize(copy.deepcopy(model).eval())
-    compiled = torch.compile(deploy, dynamic=False, options={"freezing": True})
+    compiled = compile_for_inference(deploy)
     compiled.pretrained_cfg, compiled.num_classes = model.pretrained_cfg, model.num_classes
     return compiled
 
