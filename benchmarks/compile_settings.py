@@ -78,12 +78,13 @@ def measure(name: str, batch: int, threads: int) -> List[Dict[str, Any]]:
         with torch.no_grad():
             compiled(x)  # compiles
         row(variant, lambda m=compiled: m(x), time.perf_counter() - start)
+    nchw = x.contiguous()  # made once: a PyTorch op per call would keep its threads spinning beside the runtime's
     with tempfile.TemporaryDirectory() as tmp:
         for backend, fmt, suffix in (("onnxruntime", "onnx", ".onnx"), ("openvino", "openvino", ".xml")):
             path = Path(tmp) / f"model{suffix}"
             export_model(model, fmt, path, batch_size=batch)
             runtime = load_exported(path, threads=threads)
-            row(backend, lambda m=runtime: m(x.contiguous()))
+            row(backend, lambda m=runtime: m(nchw))
     for r in rows:
         r["vs_eager"] = round(rows[0]["median_ms"] / r["median_ms"], 2)
     return rows

@@ -156,9 +156,14 @@ def validate(
     """Evaluate ``model`` on the dataset at ``data`` with the model's own eval preprocessing, run by
     ``backend`` (:func:`ghostzoo.deploy.backend.with_backend`)."""
     from ..deploy.backend import with_backend
+    from ..deploy.runtime import ExportedModel
 
     dev = resolve_device(device)
-    model = with_backend(model, backend, precision, dev)
+    runner = with_backend(model, backend, precision, dev)
+    # a runtime or a compiled graph takes plain NCHW: converting each batch would cost a copy (and
+    # keep PyTorch's threads spinning beside the runtime's)
+    channels_last = channels_last and runner is model and not isinstance(model, ExportedModel)
+    model = runner
     cfg = model.pretrained_cfg
     dataset = build_dataset(data, split, create_transform(cfg), labels=labels)
     target_map = dataset_target_map(dataset, getattr(model, "num_classes", cfg.num_classes))
