@@ -12,7 +12,7 @@ from .checkpoints import apply_checkpoint, pretrained_source, read_checkpoint
 from .errors import GhostzooError
 from .hub import is_hub_model, read_hub_model
 from .models import OUTPUT_STRIDE_FAMILIES, create_feature_net
-from .registry import PretrainedCfg, get_model_entry, get_pretrained_cfg
+from .registry import ModelEntry, PretrainedCfg, get_model_entry, get_pretrained_cfg
 
 
 def _cfg_from_checkpoint(cfg: PretrainedCfg, meta: dict, num_classes: int) -> PretrainedCfg:
@@ -26,6 +26,18 @@ def _cfg_from_checkpoint(cfg: PretrainedCfg, meta: dict, num_classes: int) -> Pr
     if meta.get("crop_pct"):
         changes["crop_pct"] = float(meta["crop_pct"])
     return dataclasses.replace(cfg, **changes)
+
+
+def _check_arguments(
+    entry: ModelEntry, features_only: bool, out_indices: Optional[Sequence[int]], output_stride: int
+) -> None:
+    if output_stride != 32 and entry.family not in OUTPUT_STRIDE_FAMILIES:
+        raise GhostzooError(
+            f"{entry.name} ({entry.family}) has no output_stride: it dilates the CNN families "
+            f"({', '.join(sorted(OUTPUT_STRIDE_FAMILIES))})"
+        )
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices is only meaningful with features_only=True")
 
 
 def create_model(
@@ -69,13 +81,7 @@ def create_model(
     cfg = get_pretrained_cfg(name)
     if hub is not None:
         cfg = dataclasses.replace(cfg, **hub.cfg_changes, tag="hub", url="", hf_hub_id="", file="")
-    if kwargs.get("output_stride", 32) != 32 and entry.family not in OUTPUT_STRIDE_FAMILIES:
-        raise GhostzooError(
-            f"{entry.name} ({entry.family}) has no output_stride: it dilates the CNN families "
-            f"({', '.join(sorted(OUTPUT_STRIDE_FAMILIES))})"
-        )
-    if out_indices is not None and not features_only:
-        raise ValueError("out_indices is only meaningful with features_only=True")
+    _check_arguments(entry, features_only, out_indices, kwargs.get("output_stride", 32))
     source = checkpoint_path if checkpoint_path is not None else (pretrained_source(cfg) if pretrained else None)
     ckpt = None
     if source is not None:

@@ -21,6 +21,7 @@ from timm.models._pretrained import DefaultCfg
 from timm.models._pretrained import PretrainedCfg as TimmPretrainedCfg
 
 from .checkpoints import HF_PREFIX, pretrained_source
+from .errors import GhostzooError
 from .factory import create_model
 from .hub import LOCAL_PREFIX, timm_name
 from .registry import PretrainedCfg, get_model_entry, list_models
@@ -67,9 +68,13 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
         pretrained: bool = False,
         pretrained_cfg: Optional[Any] = None,
         pretrained_cfg_overlay: Optional[Dict[str, Any]] = None,
-        cache_dir: Optional[str] = None,
+        cache_dir: Optional[str] = None,  # timm's download folder; ghostzoo's cache keeps the downloads
         **kwargs: Any,
     ) -> nn.Module:
+        if pretrained_cfg_overlay:  # silently ignoring it would load other weights than asked for
+            raise GhostzooError(
+                f"pretrained_cfg_overlay is not supported for {timm_name(name)}: pass checkpoint_path= instead"
+            )
         hub = _hub_source(pretrained_cfg)
         if hub:  # timm.create_model("hf-hub:..."): the repository's weights, classes and preprocessing
             return create_model(hub, pretrained=pretrained, **kwargs)
