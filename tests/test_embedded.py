@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import socket
 from pathlib import Path
 
 import pytest
 
 import ghostzoo
 from ghostzoo.checkpoints import pretrained_source
+from ghostzoo.cli import main
 from ghostzoo.engine import validate
 
 from conftest import DATA_DIR, require
@@ -27,21 +27,22 @@ def test_packaged_weights_are_small_and_load_without_network():
     assert TAG in ghostzoo.list_pretrained("ghostnet_100*")
 
 
-def test_demo_runs_offline_and_reports_accuracy(tmp_path):
+def test_demo_runs_offline_and_reports_accuracy(tmp_path, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise OSError("the demo tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_cache"))  # nothing cached to fall back on
     out = tmp_path / "demo.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "ghostzoo", "demo", "--output", str(out)],
-        capture_output=True,
-        text=True,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TORCH_HOME": str(tmp_path / "no_cache")},
-    )
-    assert done.returncode == 0, done.stderr
+    assert main(["demo", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert len(result["predictions"]) == 10
     assert all(len(p["topk"]) == 3 for p in result["predictions"])
-    hits = sum(line.startswith("ok ") for line in done.stdout.splitlines())
+    hits = sum(line.startswith("ok ") for line in printed.splitlines())
     assert result["accuracy"] == pytest.approx(10.0 * hits)
-    assert f"{hits}/10 correct" in done.stdout
+    assert f"{hits}/10 correct" in printed
+    assert not (tmp_path / "no_cache").exists()
 
 
 def test_recorded_val_top1_is_what_validate_measures(tmp_path, monkeypatch):
