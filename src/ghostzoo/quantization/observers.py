@@ -121,11 +121,7 @@ class MSEObserver(HistogramObserver):
         # every candidate at once (a row each): one pass over the histogram instead of 200
         f = 1.0 - torch.arange(self.steps, dtype=torch.float64) / self.steps
         a, b = lo * f, hi * f
-        scale = (b - a) / (QMAX - QMIN)
-        degenerate = scale <= 0.0  # as qparams: an all-zero tensor is exact at any scale
-        scale = torch.where(degenerate, torch.ones_like(scale), scale)
-        zero_point = torch.where(degenerate, torch.zeros_like(a), torch.round(QMIN - a / scale).clamp(QMIN, QMAX))
-        scale, zero_point = scale[:, None], zero_point[:, None]
+        scale, zero_point = (t[:, None] for t in grid_params(a, b))
         q = (torch.round(x / scale) + zero_point).clamp(QMIN, QMAX)
         err = (((q - zero_point) * scale - x) ** 2 * count).sum(1)
         i = int(torch.argmin(err))  # the first of equal errors: the widest such range
@@ -146,10 +142,17 @@ def create_observer(name: str) -> Observer:
         raise GhostzooError(f"unknown observer {name!r}; choose from {', '.join(OBSERVERS)}") from None
 
 
+def grid_params(lo: torch.Tensor, hi: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``(scale, zero_point)`` of each range ``[lo[i], hi[i]]`` (float64 tensors; each range must
+    contain 0). A tensor that is always zero is exact at any scale: it gets ``(1, 0)``."""
+    scale = (hi - lo) / (QMAX - QMIN)
+    degenerate = scale <= 0.0
+    scale = torch.where(degenerate, torch.ones_like(scale), scale)
+    zero_point = torch.where(degenerate, torch.zeros_like(lo), torch.round(QMIN - lo / scale).clamp(QMIN, QMAX))
+    return scale, zero_point
+
+
 def qparams(lo: float, hi: float) -> Tuple[float, int]:
     """uint8 ``(scale, zero_point)`` of the range ``[lo, hi]`` (which must contain 0)."""
-    scale = (hi - lo) / (QMAX - QMIN)
-    if scale <= 0.0:  # a tensor that is always zero: any scale represents it exactly
-        return 1.0, 0
-    zero_point = int(min(max(round(QMIN - lo / scale), QMIN), QMAX))
-    return scale, zero_point
+    scale, zero_point = grid_params(*torch.tensor([[lo], [hi]], dtype=torch.float64))
+    return float(scale[0]), int(zero_point[0])
