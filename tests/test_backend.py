@@ -11,10 +11,13 @@ import torch
 
 import ghostzoo
 import ghostzoo.deploy.backend as backend
+import ghostzoo.quantization.backend as int8_backend
 from ghostzoo.cli import main
 from ghostzoo.deploy.export import ExportError
 from ghostzoo.errors import GhostzooError
 from ghostzoo.inference import demo_images
+
+from conftest import DATA_DIR, require
 
 TAG = "ghostnet_100.imagenette"
 
@@ -104,3 +107,72 @@ def test_compile_gives_the_eager_logits(photos):
     assert compiled.pretrained_cfg is model.pretrained_cfg and compiled.num_classes == model.num_classes
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def _no_quantize(*args, **kwargs):
+    raise AssertionError("quantized again")
+
+
+def test_int8_precision_quantizes_once_into_the_cache(photos, monkeypatch):
+    """The Python API on ONNX Runtime (the command line's OpenVINO default: the demo test below)."""
+    model, x = photos
+    fast = int8_backend.int8_runtime(model, demo_images(), "onnxruntime", calib_size=10)
+    assert type(fast).__name__ == "OnnxRuntimeModel" and fast.extra["quantization"]["calibration_images"] == 10
+    assert fast.pretrained_cfg.class_names == model.pretrained_cfg.class_names
+    with torch.no_grad():
+        agree = float((fast(x).argmax(1) == model(x).argmax(1)).float().mean())
+    assert agree >= 0.9  # the bar of tests/test_quantization.py: int8 vs fp32 top-1 on real photos
+    monkeypatch.setattr(int8_backend, "quantize", _no_quantize)
+    assert int8_backend.int8_runtime(model, demo_images(), "onnxruntime", calib_size=10).path == fast.path
+    with pytest.raises(AssertionError, match="quantized again"):  # other calibration settings: another file
+        int8_backend.int8_runtime(model, demo_images(), "onnxruntime", calib_size=9)
+
+
+def test_int8_precision_refuses_what_it_cannot_serve(photos, tmp_path):
+    model, _ = photos
+    with pytest.raises(GhostzooError, match="runs on openvino or onnxruntime, not on eager"):
+        int8_backend.int8_runtime(model, demo_images(), "eager")
+    with pytest.raises(GhostzooError, match="runs on the CPU, not on --device meta"):
+        int8_backend.int8_runtime(model, demo_images(), device="meta")
+    with pytest.raises(GhostzooError, match="has no int8 path"):
+        int8_backend.int8_runtime(ghostzoo.create_model("parameternet_600m"), demo_images())
+    with pytest.raises(GhostzooError, match="calibration folder not found"):
+        int8_backend.int8_runtime(model, tmp_path / "none")
+    assert not (tmp_path / "cache").exists()  # nothing cached for a refused request
+
+
+def test_an_int8_file_that_fails_its_check_runs_fp32_and_says_so(photos, monkeypatch, caplog, tmp_path):
+    model, _ = photos
+    caplog.set_level(logging.WARNING, logger="ghostzoo")
+
+    def failing(model, data, path, *args, **kwargs):
+        path.parent.mkdir(parents=True)  # as the atomic write does before the check fails
+        raise ExportError("OpenVINO output differs from the reference by 0.0771 relative (> 0.05)")
+
+    monkeypatch.setattr(int8_backend, "quantize", failing)
+    assert int8_backend.int8_runtime(model, demo_images(), "openvino") is model
+    assert f"{TAG}: the int8 openvino file failed (OpenVINO output differs" in caplog.text
+    assert list((tmp_path / "cache" / "exported").iterdir()) == []  # no empty cache entry left behind
+
+
+def test_demo_with_int8_precision_runs_the_openvino_int8_file_from_the_cache(capsys, tmp_path, monkeypatch):
+    argv = ["demo", "--precision", "int8", "--calib-size", "10"]  # auto: OpenVINO
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "/10 correct" in first
+    assert sorted(p.name for p in (tmp_path / "cache" / "exported").glob("*-int8-*/*")) == ["model.bin", "model.xml"]
+    monkeypatch.setattr(int8_backend, "quantize", _no_quantize)
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "quantized ghostnet_100.imagenette to int8 once" in first and "quantized" not in again
+    assert again.splitlines()[-1] == first.splitlines()[-1]  # "...: N/10 correct (top-1 ...)"
+
+
+def test_validate_int8_does_not_calibrate_on_the_images_it_measures(capsys):
+    """A --data without a train split would calibrate on the measured images themselves."""
+    val = require(DATA_DIR / "imagenette-160" / "val")
+    assert main(["validate", TAG, "--data", str(val), "--precision", "int8"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"ghostzoo validate: error: --precision int8: {val} has no train split to calibrate on; " + (
+        "pass --calib-data DIR\n"
+    )

@@ -136,11 +136,29 @@ def _load_for_inference(args: argparse.Namespace):
     )
 
 
+def _with_precision(args: argparse.Namespace, model, calib_data: str | None = None):
+    """(the model to run, the precision left for the backend): ``--precision int8`` turns the model
+    into its cached int8 file on a runtime, which the backend then runs as it is."""
+    if args.precision != "int8":
+        return model, args.precision
+    from .quantization import int8_runtime
+
+    runner = int8_runtime(
+        model,
+        args.calib_data or calib_data or demo_images(),
+        args.backend,
+        calib_size=args.calib_size,
+        device=getattr(args, "device", "cpu"),  # demo runs on the CPU
+        workers=getattr(args, "workers", 2),
+    )
+    return runner, "fp32"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     resolve_device(args.device)  # fail before any download
-    model = _load_for_inference(args)
+    model, precision = _with_precision(args, _load_for_inference(args))
     predictor = Predictor(
-        model, device=args.device, batch_size=args.batch_size, backend=args.backend, precision=args.precision
+        model, device=args.device, batch_size=args.batch_size, backend=args.backend, precision=precision
     )
     with tqdm(desc="predict", unit="img", disable=None, file=sys.stderr, leave=False) as bar:
         report = predictor.predict(args.images, topk=args.topk, on_image=bar.update)
@@ -162,9 +180,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     args.use_ema = None
-    model = _load_for_inference(args)
+    model, precision = _with_precision(args, _load_for_inference(args))
     folder = args.images or demo_images()
-    report = Predictor(model, backend=args.backend, precision=args.precision).predict([folder], topk=3)
+    report = Predictor(model, backend=args.backend, precision=precision).predict([folder], topk=3)
     hits = 0
     for pred in report.predictions:
         truth = true_label(pred["path"])
@@ -264,7 +282,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .engine import validate
 
     resolve_device(args.device)
-    model = _load_for_inference(args)
+    if args.precision == "int8" and not args.calib_data and not (Path(args.data) / "train").is_dir():
+        raise GhostzooError(f"--precision int8: {args.data} has no train split to calibrate on; pass --calib-data DIR")
+    model, precision = _with_precision(args, _load_for_inference(args), calib_data=args.data)
     result = validate(
         model,
         args.data,
@@ -277,7 +297,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         progress=True,
         backend=args.backend,
-        precision=args.precision,
+        precision=precision,
     )
     for item in result.skipped:
         print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)

@@ -104,7 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
             help="what runs the model: auto (the fastest runtime installed: OpenVINO, ONNX Runtime, else "
             "eager), eager, compile, onnxruntime or openvino; a runtime gets a cached, parity-checked export",
         )
-        p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16: OpenVINO's bf16 inference")
+        p.add_argument(
+            "--precision",
+            choices=(*PRECISIONS, "int8"),
+            default="fp32",
+            help="bf16: OpenVINO's bf16 inference; int8: the model quantized once (cached) and run by OpenVINO "
+            "(auto) or ONNX Runtime",
+        )
+        p.add_argument(
+            "--calib-data",
+            metavar="DIR",
+            help="int8: the images to calibrate on, a dataset folder (its train split) or a folder of images "
+            "(default: validate's --data; predict and demo: the packaged photos)",
+        )
+        p.add_argument(
+            "--calib-size", type=_positive_int, default=256, help="int8: images drawn at random (default: 256)"
+        )
 
     def add(name: str, help: str, json_flag: str = "--output") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)

@@ -15,6 +15,7 @@ same export (:func:`export_int8`).
 """
 
 from .api import calibration_batches, check_output, export_int8, quantize_to_onnx
+from .backend import int8_runtime
 from .observers import OBSERVERS
 from .prepare import (
     SUPPORTED_FAMILIES,
@@ -30,6 +31,7 @@ from .qat import finetune, qat_learning_rate
 from .workflow import Agreement, QuantizeReport, compare, quantize, random_subset
 
 __all__ = [
+    "int8_runtime",
     "quantize_to_onnx",
     "quantize",
     "prepare",
