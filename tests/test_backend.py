@@ -136,6 +136,8 @@ def test_int8_precision_refuses_what_it_cannot_serve(photos, tmp_path):
         int8_backend.int8_runtime(model, demo_images(), device="meta")
     with pytest.raises(GhostzooError, match="has no int8 path"):
         int8_backend.int8_runtime(ghostzoo.create_model("parameternet_600m"), demo_images())
+    with pytest.raises(GhostzooError, match=r"int8 needs calibration images: run ghostzoo.quantization.int8_runtime"):
+        backend.with_backend(model, "auto", "int8")  # the fp32 backends' entry point says where int8 is
     with pytest.raises(GhostzooError, match="calibration folder not found"):
         int8_backend.int8_runtime(model, tmp_path / "none")
     assert not (tmp_path / "cache").exists()  # nothing cached for a refused request

@@ -124,6 +124,8 @@ def with_backend(
     """``model`` (a ghostzoo model in eval mode) as ``backend`` runs it, with the same
     ``pretrained_cfg`` and ``num_classes``; eager, with one logged line, when the runtime is missing
     or the export fails its parity check."""
+    if precision == "int8":  # it needs calibration images, which only the quantizer takes
+        raise GhostzooError("int8 needs calibration images: run ghostzoo.quantization.int8_runtime(model, calib_dir)")
     if precision not in PRECISIONS:
         raise GhostzooError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     chosen = resolve_backend(backend, torch.device(device))
