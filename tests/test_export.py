@@ -121,6 +121,11 @@ def test_cli_export_then_validate_the_file(tmp_path, capsys):
             "a pt2 file cannot hold an int8 ONNX model",
         ),
         (["ghostnet_100", "--format", "onnx", "--output", "x.onnx", "--int8", "missing.onnx"], "not found"),
+        (
+            ["ghostnet_100", "--format", "onnx", "--output", "x.onnx", "--random-weights", "--exporter", "dynamo"]
+            + ["--opset", "17"],
+            "opset 17 is too old: the dynamo exporter writes 18 or newer",
+        ),
     ],
 )
 def test_bad_export_requests_give_one_line(tmp_path, monkeypatch, capsys, argv, message):
@@ -246,3 +251,27 @@ def test_shape_ops_count_only_when_they_read_the_input():
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
     proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y]))
     assert dynamic_shape_ops(proto) == ["Shape shape", "Reshape reshape"]
+
+
+@pytest.mark.parametrize("name", ["ghostnet_050", "augvit_small"])
+def test_dynamo_exporter_writes_static_graphs_with_parity(name, tmp_path):
+    """The supported exporter: parity as for every export, no shape computation even for a transformer
+    (whose TorchScript export keeps some), and the CNN's pools written back as GlobalAveragePool."""
+    torch.manual_seed(0)
+    model = randomize_batchnorm(ghostzoo.create_model(name))
+    cnn = model_entries()[name].family in CNN_FAMILIES
+    side = 64 if cnn else 224
+    path = tmp_path / "m.onnx"
+    report = export_model(model, "onnx", path, input_size=side, dynamic_batch=cnn, exporter="dynamo")
+    proto = onnx.load(str(path))
+    assert report.max_rel_error <= 1e-4 and report.opset == 18 and dynamic_shape_ops(proto) == []
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == ("batch" if cnn else "")
+    if cnn:  # 7 squeeze-excite blocks and the head
+        assert report.ops["GlobalAveragePool"] == 8 and "ReduceMean" not in report.ops
+        assert "BatchNormalization" not in report.ops
+
+
+def test_unknown_exporter_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="unknown ONNX exporter 'onnxscript'"):
+        export_model(ghostzoo.create_model("tinynet_e"), "onnx", tmp_path / "m.onnx", exporter="onnxscript")
+    assert list(tmp_path.iterdir()) == []

@@ -63,6 +63,13 @@ def _optimized_ops(path: Path, tmp_path: Path, plain: bool = False) -> Counter:
     return Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
 
 
+def _activation_grids(proto) -> Counter:
+    """The (scale, zero point) of every activation QuantizeLinear, as a multiset."""
+    consts = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    nodes = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    return Counter((float(consts[n.input[1]]), int(consts[n.input[2]])) for n in nodes)
+
+
 def _int8_weights(proto) -> dict:
     return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith(".weight_int8")}
 
@@ -144,6 +151,23 @@ def test_onnx_runtime_runs_int8_kernels(imagenette_int8, tmp_path):
     assert ops["QLinearConcat"] == 32 and ops["QLinearAdd"] == 16 and ops["QLinearMul"] == 7
     assert ops["QLinearGlobalAveragePool"] == 8 and ops["QGemm"] == 1
     assert ops["QuantizeLinear"] + ops["DequantizeLinear"] <= 16  # only around the 7 float hard-sigmoids + I/O
+
+
+def test_dynamo_exporter_writes_the_same_int8_file(imagenette_int8, tmp_path):
+    """The same calibrated model through the supported exporter: the same int8 weights, activation
+    grids and int8 kernels in ONNX Runtime, and the same outputs."""
+    model, qmodel, proto, path = imagenette_int8
+    dynamo = int8_proto(qmodel, model.pretrained_cfg.input_size[-1], "dynamo", quantization={"observer": "minmax"})
+    dynamo_path = save_proto(dynamo, tmp_path / "dynamo_int8.onnx")
+    weights, dynamo_weights = _int8_weights(proto), _int8_weights(dynamo)
+    assert weights.keys() == dynamo_weights.keys() and len(weights) == 96
+    assert all(np.array_equal(weights[k], dynamo_weights[k]) for k in weights)
+    assert _activation_grids(dynamo) == _activation_grids(proto)
+    ops, dynamo_ops = _optimized_ops(path, tmp_path), _optimized_ops(dynamo_path, tmp_path)
+    assert ops.pop("Flatten") == dynamo_ops.pop("Reshape") == 1  # the head's flatten, spelled two ways
+    assert dynamo_ops == ops
+    x = _images(IMAGENETTE, "val", 8, create_transform(model.pretrained_cfg))
+    np.testing.assert_array_equal(load_exported(dynamo_path)(x).numpy(), load_exported(path)(x).numpy())
 
 
 @needs_exact_int8

@@ -246,6 +246,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch,
         opset=args.opset,
         int8=args.int8,
+        exporter=args.exporter,
     )
     shape = "x".join(map(str, report.input_shape))
     print(
@@ -353,6 +354,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         train_split=args.train_split,
         val_split=args.val_split,
         progress=True,
+        exporter=args.exporter,
     )
     how = f"{report.observer} observer, {report.calibration_images} calibration images"
     how += f", {report.qat_epochs} QAT epochs" if report.qat_epochs else ""

@@ -11,7 +11,18 @@ from . import __version__
 from .bench import BACKENDS, DEFAULT_BACKENDS
 from .deploy.backend import INFERENCE_BACKENDS, PRECISIONS
 from .deploy.export import FORMATS
+from .deploy.onnx_export import EXPORTERS
 from .quantization.observers import OBSERVERS
+
+
+def _add_exporter(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exporter",
+        choices=list(EXPORTERS),
+        default="torchscript",
+        help="torch's ONNX exporter: torchscript (deprecated by PyTorch, fast), or dynamo (supported, static graphs "
+        "for every family, 5-16x slower to export; needs onnxscript). Default: torchscript",
+    )
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -311,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=_positive_int, help="square input side (default: the model's)")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="batch traced and checked (default: 1)")
     p.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension free")
-    p.add_argument("--opset", type=_int_at_least(17), default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--opset", type=_int_at_least(17), help="ONNX opset (default: 17; 18 with --exporter dynamo)")
+    _add_exporter(p)
 
     p = add("benchmark", "latency and throughput per backend; writes CSV, Markdown and a PNG plot")
     p.add_argument("models", nargs="*", metavar="MODEL", help="names or shell patterns ('*' = the whole zoo)")
@@ -378,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", required=True, metavar="MODEL_INT8.onnx|.xml", help="the int8 file: ONNX, or an OpenVINO IR"
     )
     p.add_argument("--format", choices=["onnx", "openvino"], help="default: by the --output suffix")
+    _add_exporter(p)
     p.add_argument("--checkpoint", metavar="PATH|URL|hf-hub:ID", help="float weights (default: the released ones)")
     p.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(

@@ -1,6 +1,6 @@
 """``export_model``: a deployable file of any model of the zoo, checked against PyTorch before it is kept.
 
-Formats: ``onnx`` (opset 17 by default), ``openvino`` (the IR ``.xml`` + ``.bin`` pair, converted
+Formats: ``onnx`` (either exporter of :mod:`.onnx_export`), ``openvino`` (the IR ``.xml`` + ``.bin`` pair, converted
 from the ONNX file), ``torchscript`` (``torch.jit.trace``, ``.pt``) and ``pt2`` (``torch.export``).
 Every float export is made from the deploy form (:func:`~ghostzoo.deploy.reparameterize` applied to a
 copy, so BatchNorms and GhostNetV3's branches are folded into plain convolutions) and then run in
@@ -41,10 +41,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from .._io import atomic_paths, console_silenced, first_line
+from .._io import atomic_paths
 from ..errors import GhostzooError
 from ..layers import neighbour_choices
 from ..registry import PretrainedCfg
+from .onnx_export import EXPORTERS, MIN_OPSET, batch_dims, failure_line, onnx_proto
 from .reparameterize import reparameterize
 from .runtime import (
     METADATA_FILE,
@@ -249,39 +250,26 @@ def _split(outputs: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor
     return outputs[0], outputs[1:]
 
 
-def _quiet(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run an exporter without its tracer warnings (about shapes turned into constants: intended here,
-    since the exported graph is meant to be static) and with its failures as one-line errors."""
-    with warnings.catch_warnings(), console_silenced():
-        warnings.simplefilter("ignore")
-        try:
-            return fn(*args, **kwargs)
-        except GhostzooError:
-            raise
-        except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
-            line = first_line(e)
-            line = line if len(line) <= 200 else line[:200] + " ..."
-            raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: {line}") from None
+def _one_line(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one export step with its failures as one-line errors."""
+    try:
+        return fn(*args, **kwargs)
+    except GhostzooError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
+        raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: {failure_line(e)}") from None
 
 
-def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, opset: int, dynamic_batch: bool) -> Any:
+def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, dynamic_batch: bool, **how: Any) -> Any:
+    """``how``: ``opset`` and ``exporter`` (:func:`~ghostzoo.deploy.onnx_export.onnx_proto`)."""
     import onnx
 
-    axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    _quiet(
-        torch.onnx.export,
-        deploy,
-        (x,),
-        str(path),
-        dynamo=False,
-        opset_version=opset,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes=axes,
-    )
-    proto = onnx.load(str(path))
+    try:
+        proto = onnx_proto(deploy, x, dynamic_batch=dynamic_batch, **how)
+    except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
+        raise ExportError(f"torch.onnx.export ({how['exporter']}) failed: {failure_line(e)}") from None
     write_onnx_metadata(proto, metadata)
-    _quiet(onnx.checker.check_model, proto, full_check=True)
+    _one_line(onnx.checker.check_model, proto, full_check=True)
     onnx.save(proto, str(path))
     return proto
 
@@ -289,9 +277,9 @@ def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, o
 def _write_openvino(onnx_path: Path, xml_path: Path, metadata: str) -> None:
     import openvino as ov
 
-    model = _quiet(ov.convert_model, str(onnx_path))
+    model = _one_line(ov.convert_model, str(onnx_path))
     model.set_rt_info(metadata, [METADATA_KEY])
-    _quiet(ov.save_model, model, str(xml_path), compress_to_fp16=False)
+    _one_line(ov.save_model, model, str(xml_path), compress_to_fp16=False)
 
 
 def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_size: int) -> ExportReport:
@@ -306,7 +294,7 @@ def _export_int8(cfg: PretrainedCfg, fmt: str, output: Path, int8: Path, batch_s
     if "quantization" not in source.extra:  # quantize records its scheme; a float export has none
         raise ExportError(f"--int8 expects an int8 .onnx file from `ghostzoo quantize`; {int8} is a float model")
     proto = onnx.load(str(int8))
-    _quiet(onnx.checker.check_model, proto)
+    _one_line(onnx.checker.check_model, proto)
     metadata = cfg_to_metadata(source.pretrained_cfg, **source.extra)
     shape = (batch_size, *source.pretrained_cfg.input_size)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
@@ -341,17 +329,19 @@ def export_model(
     input_size: InputSize = None,
     batch_size: int = 1,
     dynamic_batch: bool = False,
-    opset: int = 17,
+    opset: Optional[int] = None,
     int8: Optional[str | Path] = None,
     tolerance: float = TOLERANCE,
+    exporter: str = "torchscript",
 ) -> ExportReport:
     """Export ``model`` (a ghostzoo model, with its ``pretrained_cfg``) to ``output`` in format ``fmt``.
 
     ``input_size``: square side or ``(C, H, W)`` (default: the cfg's); ``batch_size``: the batch
     traced and checked; ``dynamic_batch``: leave the batch dimension free (checked at two batch
-    sizes). The model is put in eval mode and otherwise left as it is: a copy is re-parameterized.
-    See the module doc for the checks;
-    any failure raises :class:`ExportError` (a :class:`~ghostzoo.GhostzooError`) and writes nothing.
+    sizes); ``exporter`` and ``opset`` (default: the exporter's lowest, 17 or 18): how ONNX is written
+    (:mod:`~ghostzoo.deploy.onnx_export`). The model is put in eval mode and otherwise left as it is:
+    a copy is re-parameterized. See the module doc for the checks; any failure raises
+    :class:`ExportError` (a :class:`~ghostzoo.GhostzooError`) and writes nothing.
     """
     output = _check_output(Path(output), fmt)
     cfg: Optional[PretrainedCfg] = getattr(model, "pretrained_cfg", None)
@@ -359,8 +349,11 @@ def export_model(
         raise ExportError("export_model needs a ghostzoo model (one with a pretrained_cfg)")
     if int8 is not None:
         return _export_int8(cfg, fmt, output, Path(int8), batch_size)
-    if opset < 17:
-        raise ExportError(f"opset {opset} is too old: ghostzoo exports opset 17 or newer")
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown ONNX exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
+    opset = MIN_OPSET[exporter] if opset is None else opset
+    if opset < MIN_OPSET[exporter]:
+        raise ExportError(f"opset {opset} is too old: the {exporter} exporter writes {MIN_OPSET[exporter]} or newer")
 
     shape = _input_shape(cfg, input_size, batch_size)
     gen = torch.Generator().manual_seed(0)
@@ -383,7 +376,7 @@ def export_model(
     with atomic_paths(*paths) as temps:
         if fmt in ("onnx", "openvino"):
             onnx_path = temps[0] if fmt == "onnx" else temps[0].with_suffix(".onnx")
-            proto = _write_onnx(deploy, x, onnx_path, metadata, opset, dynamic_batch)
+            proto = _write_onnx(deploy, x, onnx_path, metadata, dynamic_batch, opset=opset, exporter=exporter)
             ops = dict(Counter(n.op_type for n in proto.graph.node))
             dynamic = dynamic_shape_ops(proto)
             checked = _probed_onnx(proto, onnx_path.with_suffix(".topk-probe.onnx")) if reference.graphs else onnx_path
@@ -395,13 +388,14 @@ def export_model(
                 errors["openvino"] = reference.compare("OpenVINO", lambda x: _split(ov_model.outputs(x)), tolerance)
         else:
             if fmt == "torchscript":
-                traced = _quiet(torch.jit.trace, deploy, (x,), check_trace=False)
-                _quiet(torch.jit.save, traced, str(temps[0]), _extra_files={METADATA_FILE: metadata})
+                with warnings.catch_warnings():  # shapes traced as constants: intended, the file is static
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    traced = _one_line(torch.jit.trace, deploy, (x,), check_trace=False)
+                _one_line(torch.jit.save, traced, str(temps[0]), _extra_files={METADATA_FILE: metadata})
             else:
-                dims = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
                 with torch.no_grad():
-                    program = _quiet(torch.export.export, deploy, (x,), dynamic_shapes=dims)
-                _quiet(torch.export.save, program, str(temps[0]), extra_files={METADATA_FILE: metadata})
+                    program = _one_line(torch.export.export, deploy, (x,), dynamic_shapes=batch_dims(dynamic_batch))
+                _one_line(torch.export.save, program, str(temps[0]), extra_files={METADATA_FILE: metadata})
             exported = load_exported(temps[0])
 
             def run(x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:

@@ -68,15 +68,22 @@ def scheme(spec: QuantSpec, calibration_images: int, **extra: Any) -> Dict[str, 
     }
 
 
-def export_int8(qmodel: nn.Module, output: str | os.PathLike, input_size: Optional[int] = None, **facts: Any) -> Path:
-    """Write a calibrated (and possibly QAT-trained) fake-quantized model as the int8 ONNX file."""
+def export_int8(
+    qmodel: nn.Module,
+    output: str | os.PathLike,
+    input_size: Optional[int] = None,
+    exporter: str = "torchscript",
+    **facts: Any,
+) -> Path:
+    """Write a calibrated (and possibly QAT-trained) fake-quantized model as the int8 ONNX file;
+    ``exporter``: torch's ONNX exporter (:mod:`ghostzoo.deploy.onnx_export`)."""
     output = check_output(output, "onnx")
     cfg = qmodel.pretrained_cfg
     size = input_size or cfg.input_size[-1]
     if size != cfg.input_size[-1]:
         qmodel.pretrained_cfg = dataclasses.replace(cfg, input_size=(cfg.input_size[0], size, size))
     try:
-        proto = int8_proto(qmodel, size, quantization=facts)
+        proto = int8_proto(qmodel, size, exporter, quantization=facts)
     finally:
         qmodel.pretrained_cfg = cfg
     return save_proto(proto, output)
@@ -89,6 +96,7 @@ def quantize_to_onnx(
     observer: str = "minmax",
     keep_float: Sequence[str] = (),
     input_size: Optional[int] = None,
+    exporter: str = "torchscript",
 ) -> Path:
     """Post-training int8 quantization of ``model`` into the ONNX file ``output`` (written atomically).
 
@@ -101,10 +109,11 @@ def quantize_to_onnx(
         observer: ``minmax``, ``percentile`` (99.99th) or ``mse``: how activation ranges are chosen.
         keep_float: ``fnmatch`` patterns of module names to leave in float.
         input_size: the square input side the file's cfg states (default: the model's).
+        exporter: ``torchscript`` or ``dynamo``, torch's ONNX exporter (:mod:`ghostzoo.deploy.onnx_export`).
 
     Returns the path written.
     """
     output = check_output(output, "onnx")
     qmodel = prepare(model, observer, keep_float, input_size)
     seen = calibrate(qmodel, calibration_batches(calib_loader))
-    return export_int8(qmodel, output, input_size, **scheme(qmodel.quant_spec, seen))
+    return export_int8(qmodel, output, input_size, exporter, **scheme(qmodel.quant_spec, seen))

@@ -1,7 +1,8 @@
 """The int8 file: ONNX in QDQ form, with ghostzoo metadata, that ONNX Runtime runs on int8 kernels.
 
-``torch.onnx.export`` writes every fake quantizer as a ``QuantizeLinear -> DequantizeLinear`` pair,
-with the weights still float. :func:`int8_proto` then makes it the file a QDQ runtime expects:
+Either ONNX exporter writes every fake quantizer as a ``QuantizeLinear -> DequantizeLinear`` pair
+(:mod:`.fake_quant` says how), with the weights still float. :func:`int8_proto` then makes it the
+file a QDQ runtime expects:
 
 * weight ``QuantizeLinear`` nodes are evaluated once: the file stores int8 weights (a quarter of
   the float size) feeding ``DequantizeLinear`` (zero point 0, one scale per output channel);
@@ -14,9 +15,7 @@ with the weights still float. :func:`int8_proto` then makes it the file a QDQ ru
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -24,13 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._io import console_silenced, first_line, write_bytes_atomic
+from .._io import write_bytes_atomic
+from ..deploy.onnx_export import failure_line, onnx_proto
 from ..deploy.runtime import write_onnx_metadata
 from ..errors import GhostzooError
-from .fake_quant import WeightFakeQuant, weight_scales
-
-OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+from .fake_quant import WeightFakeQuant, pinned_qparams, weight_scales
 
 
 def _constants(graph: Any) -> Dict[str, np.ndarray]:
@@ -76,8 +73,9 @@ def _quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, a
 
 
 def _fold_weight_quantization(graph: Any) -> int:
-    """Replace every ``QuantizeLinear`` of constants by the integer tensor it computes, named after
-    its float source (``conv_stem.weight`` -> ``conv_stem.weight_int8``)."""
+    """Replace every ``QuantizeLinear`` of constants (and the ``Clip`` to ``[quant_min, quant_max]`` the
+    exporter puts behind a per-channel one) by the integer tensor it computes, named after its float
+    source (``conv_stem.weight`` -> ``conv_stem.weight_int8``)."""
     from onnx import numpy_helper
 
     consts = _constants(graph)
@@ -88,12 +86,17 @@ def _fold_weight_quantization(graph: Any) -> int:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             q = _quantize_linear(*(consts[i] for i in node.input), axis=axis)
             name = f"{node.input[0]}_{q.dtype}"
-            while name in consts:  # the exporter shares one initializer between equal weights
-                name += "_"
-            graph.initializer.append(numpy_helper.from_array(q, name))
-            consts[name], rename[node.output[0]] = q, name
+        elif node.op_type == "Clip" and node.input[0] in rename.values() and all(i in consts for i in node.input):
+            q = np.clip(*(consts[i] for i in node.input)).astype(consts[node.input[0]].dtype)
+            name = node.input[0]
         else:
             keep.append(node)
+            continue
+        while name in consts and not np.array_equal(consts[name], q):  # the exporter shares equal weights
+            name += "_"
+        if name not in consts:
+            graph.initializer.append(numpy_helper.from_array(q, name))
+        consts[name], rename[node.output[0]] = q, name
     del graph.node[:]
     graph.node.extend(keep)
     return len(rename)
@@ -155,43 +158,27 @@ def _drop_unused_initializers(graph: Any) -> None:
     graph.initializer.extend(keep)
 
 
-def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3) -> Any:
-    """``torch.onnx.export`` of ``model`` (dynamic batch) into memory; returns the ``ModelProto``."""
-    import onnx
-
+def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3, exporter: str = "torchscript") -> Any:
+    """The ONNX export of ``model`` (dynamic batch) in memory; returns the ``ModelProto``."""
     for m in model.modules():  # the scales of the weights as they are now (an optimizer step may follow
         if isinstance(m, WeightFakeQuant):  # the last forward), fixed while the export traces them
             m.weight_scale.copy_(weight_scales(m.weight))
     model = model.eval()
-    buffer = io.BytesIO()
-    example = torch.zeros(1, in_chans, input_size, input_size)
-    with warnings.catch_warnings(), torch.no_grad(), console_silenced():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+    example = torch.zeros(2, in_chans, input_size, input_size)  # batch 2: nothing may specialise on 1
+    with pinned_qparams(model):
         try:
-            torch.onnx.export(
-                model,
-                (example,),
-                buffer,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            )
-        except torch.onnx.errors.OnnxExporterError as e:
-            reason = first_line(e)
-            raise GhostzooError(
-                f"cannot export {model.pretrained_cfg.architecture} at {input_size}px to ONNX: {reason}"
-            ) from None
-    return onnx.load_from_string(buffer.getvalue())
+            return onnx_proto(model, example, None, dynamic_batch=True, exporter=exporter)
+        except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
+            arch = model.pretrained_cfg.architecture
+            raise GhostzooError(f"cannot export {arch} at {input_size}px to ONNX: {failure_line(e)}") from None
 
 
-def int8_proto(model: nn.Module, input_size: int, **facts: Any) -> Any:
+def int8_proto(model: nn.Module, input_size: int, exporter: str = "torchscript", **facts: Any) -> Any:
     """The int8 QDQ ``ModelProto`` of a calibrated fake-quantized model, with its metadata."""
     import onnx
 
     cfg = model.pretrained_cfg
-    proto = to_onnx_proto(model, input_size, cfg.input_size[0])
+    proto = to_onnx_proto(model, input_size, cfg.input_size[0], exporter)
     graph = proto.graph
     _inline_constants(graph)
     _fold_weight_quantization(graph)

@@ -9,18 +9,24 @@ is what makes GhostNet's depthwise layers survive int8. Activations are uint8, a
 Both use torch's core fake-quantize operators, which (a) are differentiable with a
 straight-through gradient, so the same model is trained for QAT, and (b) export to ONNX
 ``QuantizeLinear`` / ``DequantizeLinear`` pairs, which ONNX Runtime fuses into int8 kernels.
+Those operators have no symbolic (fake tensor) kernel, so while ``torch.export`` traces the model
+(the ``dynamo`` ONNX exporter) they are spelled as the ``quantized_decomposed`` quantize /
+dequantize pair, which computes the same values and exports to the same ONNX pair.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional, Tuple
 
 import torch
+import torch.ao.quantization.fx._decomposed  # noqa: F401 -- registers torch.ops.quantized_decomposed
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .observers import QMAX, QMIN, Observer, qparams
 
+_QD = torch.ops.quantized_decomposed
 WEIGHT_QMIN, WEIGHT_QMAX = -128, 127
 WEIGHT_LEVELS = 127  # symmetric: max|w| maps to +-127
 
@@ -45,11 +51,17 @@ class ActivationFakeQuant(nn.Module):
         self.observing = True
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("zero_point", torch.tensor(0, dtype=torch.int32))
+        self.pinned: Optional[Tuple[float, int]] = None  # (scale, zero point) as numbers, for export
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.observing:
             self.observer.update(x)
             return x
+        if torch.compiler.is_exporting():
+            if self.pinned is None:
+                raise RuntimeError("export a fake-quantized model inside pinned_qparams(model)")
+            q = _QD.quantize_per_tensor(x, *self.pinned, QMIN, QMAX, torch.uint8)
+            return _QD.dequantize_per_tensor(q, *self.pinned, QMIN, QMAX, torch.uint8)
         return torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, QMIN, QMAX)
 
     @torch.no_grad()
@@ -62,6 +74,23 @@ class ActivationFakeQuant(nn.Module):
     def extra_repr(self) -> str:
         state = "observing" if self.observing else f"scale={float(self.scale):.4g}, zero_point={int(self.zero_point)}"
         return f"{type(self.observer).__name__}, {state}"
+
+
+@contextlib.contextmanager
+def pinned_qparams(model: nn.Module) -> Iterator[None]:
+    """Meanwhile, each activation quantizer also holds its scale and zero point as Python numbers.
+
+    ``torch.export`` turns buffers into symbolic tensors, while the quantize operator the ONNX
+    exporter translates wants its parameters fixed: this is how they reach the graph as constants.
+    """
+    quantizers = [m for m in model.modules() if isinstance(m, ActivationFakeQuant)]
+    for m in quantizers:
+        m.pinned = (float(m.scale), int(m.zero_point))
+    try:
+        yield
+    finally:
+        for m in quantizers:
+            m.pinned = None
 
 
 class WeightFakeQuant:
@@ -79,13 +108,15 @@ class WeightFakeQuant:
         self.register_buffer("weight_scale", weight_scales(self.weight))
 
     def quantized_weight(self) -> torch.Tensor:
+        zero_point = torch.zeros(self.weight_scale.shape, dtype=torch.int32, device=self.weight.device)
+        args = (self.weight_scale, zero_point, 0, WEIGHT_QMIN, WEIGHT_QMAX)
+        if torch.compiler.is_exporting():
+            q = _QD.quantize_per_channel(self.weight, *args, torch.int8)
+            return _QD.dequantize_per_channel(q, *args, torch.int8)
         if not torch.onnx.is_in_onnx_export():
             with torch.no_grad():
                 self.weight_scale.copy_(weight_scales(self.weight))
-        zero_point = torch.zeros(self.weight_scale.shape, dtype=torch.int32, device=self.weight.device)
-        return torch.fake_quantize_per_channel_affine(
-            self.weight, self.weight_scale, zero_point, 0, WEIGHT_QMIN, WEIGHT_QMAX
-        )
+        return torch.fake_quantize_per_channel_affine(self.weight, *args)
 
 
 class QuantConv2d(WeightFakeQuant, nn.Conv2d):

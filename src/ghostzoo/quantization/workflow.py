@@ -114,15 +114,15 @@ class QuantizeReport:
         return asdict(self)
 
 
-def _write(model: nn.Module, qmodel: nn.Module, output: Path, facts: Dict[str, Any]) -> None:
+def _write(model: nn.Module, qmodel: nn.Module, output: Path, facts: Dict[str, Any], exporter: str) -> None:
     """The int8 file: the QDQ ONNX graph, or (``.xml``) that graph carried to an OpenVINO IR, whose
     CPU plugin runs it on int8 kernels that pay at every batch size (docs/int8.md)."""
     if output.suffix.lower() == ".onnx":
-        export_int8(qmodel, output, **facts)
+        export_int8(qmodel, output, exporter=exporter, **facts)
         return
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = Path(tmp) / f"{output.stem}.onnx"
-        export_int8(qmodel, onnx_file, **facts)
+        export_int8(qmodel, onnx_file, exporter=exporter, **facts)
         export_model(model, "openvino", output, int8=onnx_file)
 
 
@@ -146,13 +146,15 @@ def quantize(
     train_split: str = "train",
     val_split: str = "val",
     progress: bool = False,
+    exporter: str = "torchscript",
 ) -> QuantizeReport:
     """PTQ of ``model`` on ``calib_size`` images of ``calib_data``, then (``qat_epochs`` > 0) QAT on
     ``train_data``, written to ``output`` (``.onnx``, or ``.xml`` for an OpenVINO IR); then float vs
     int8 on ``check_split`` of ``calib_data`` (``check_size`` images, all by default; ``None`` split:
     on the calibration images).
 
-    QAT checkpoints go to ``qat_dir`` (a temporary folder by default).
+    QAT checkpoints go to ``qat_dir`` (a temporary folder by default); ``exporter``: torch's ONNX
+    exporter (:mod:`ghostzoo.deploy.onnx_export`).
     """
     output = check_output(output)
     if qat_epochs and train_data is None:
@@ -181,7 +183,7 @@ def quantize(
                 progress=progress,
             )
         facts.update(qat_epochs=qat_epochs, qat_lr=lr, qat_data=str(train_data))
-    _write(model, qmodel, output, facts)
+    _write(model, qmodel, output, facts, exporter)
     report.file_bytes = sum(p.stat().st_size for p in (output, output.with_suffix(".bin")) if p.is_file())
 
     int8 = load_exported(output)
