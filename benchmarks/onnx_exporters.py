@@ -15,7 +15,6 @@ writes docs/results/onnx_exporters.md and onnx_exporters.csv.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -32,21 +31,11 @@ from ghostzoo.deploy import dynamic_shape_ops, export_model
 from ghostzoo.deploy.onnx_export import EXPORTERS
 from ghostzoo.quantization import calibrate, prepare
 from ghostzoo.quantization.export import int8_proto
-from ghostzoo.registry import model_entries
+from ghostzoo.registry import model_entries, smallest_per_family
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "docs" / "results"
 COLUMNS = ["model", "family", "file", "exporter", "export_s", "nodes", "dynamic_shape_ops", "max_rel_error"]
-
-
-def smallest_per_family() -> List[str]:
-    """The registered model with the fewest published parameters of each family."""
-    best: Dict[str, tuple] = {}
-    for name, entry in sorted(model_entries().items()):
-        size = entry.default_cfg.published.params or math.inf
-        if entry.family not in best or size < best[entry.family][0]:
-            best[entry.family] = (size, name)
-    return sorted(name for _, name in best.values())
 
 
 def _row(model: str, family: str, file: str, exporter: str, seconds: float, proto: Any, error: Any) -> Dict[str, Any]:
@@ -86,7 +75,7 @@ def int8_rows(name: str) -> List[Dict[str, Any]]:
 
 def main(argv: List[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=smallest_per_family())
+    p.add_argument("--models", nargs="+", default=sorted(smallest_per_family()))
     p.add_argument("--int8-model", default="ghostnet_100")
     p.add_argument("--output", default=str(RESULTS / "onnx_exporters"), help="page and CSV stem")
     args = p.parse_args(argv)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Callable, Iterable, List, Set, Tuple
+from typing import Callable, Iterable, List, Tuple
 
 import pytest
 import timm
 import torch
 
-from ghostzoo.registry import model_entries
+from ghostzoo.registry import model_entries, smallest_per_family
 
 
 def randomize_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -97,16 +96,6 @@ CNN_FAMILIES = {
 # widths), which the default run still checks against the official model by its parameter count
 # (test_profile.py); running its numerics too is left to `pytest -m slow`.
 LARGE_PARAMS = 30_000_000
-
-
-def smallest_per_family() -> Set[str]:
-    """The registered model with the fewest published parameters of each family."""
-    best: dict = {}
-    for name, entry in sorted(model_entries().items()):
-        size = entry.default_cfg.published.params or math.inf
-        if entry.family not in best or size < best[entry.family][0]:
-            best[entry.family] = (size, name)
-    return {name for _, name in best.values()}
 
 
 # Variants that are not their family's smallest but take a code path of their own.

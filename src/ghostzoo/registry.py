@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import torch.nn as nn
 
@@ -196,3 +197,14 @@ def list_pretrained(pattern: str = "") -> List[str]:
 def model_entries() -> Mapping[str, ModelEntry]:
     """Every registered model by name: what tests and tools iterate over the whole zoo with."""
     return dict(_MODELS)
+
+
+def smallest_per_family() -> Set[str]:
+    """The registered model with the fewest published parameters of each family: one model per code
+    path, for checks that need not run on every variant."""
+    best: Dict[str, Tuple[float, str]] = {}
+    for name, entry in sorted(_MODELS.items()):
+        size = entry.default_cfg.published.params or math.inf
+        if entry.family not in best or size < best[entry.family][0]:
+            best[entry.family] = (size, name)
+    return {name for _, name in best.values()}

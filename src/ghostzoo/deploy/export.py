@@ -45,7 +45,7 @@ from .._io import atomic_paths
 from ..errors import GhostzooError
 from ..layers import neighbour_choices
 from ..registry import PretrainedCfg
-from .onnx_export import EXPORTERS, MIN_OPSET, batch_dims, failure_line, onnx_proto
+from .onnx_export import batch_dims, failure_line, onnx_proto, resolve_opset
 from .reparameterize import reparameterize
 from .runtime import (
     METADATA_FILE,
@@ -260,14 +260,15 @@ def _one_line(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise ExportError(f"{getattr(fn, '__qualname__', fn)} failed: {failure_line(e)}") from None
 
 
-def _write_onnx(deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, dynamic_batch: bool, **how: Any) -> Any:
-    """``how``: ``opset`` and ``exporter`` (:func:`~ghostzoo.deploy.onnx_export.onnx_proto`)."""
+def _write_onnx(
+    deploy: nn.Module, x: torch.Tensor, path: Path, metadata: str, dynamic_batch: bool, opset: int, exporter: str
+) -> Any:
     import onnx
 
     try:
-        proto = onnx_proto(deploy, x, dynamic_batch=dynamic_batch, **how)
+        proto = onnx_proto(deploy, x, opset, dynamic_batch, exporter)
     except Exception as e:  # noqa: BLE001 -- exporters raise many types, with long messages
-        raise ExportError(f"torch.onnx.export ({how['exporter']}) failed: {failure_line(e)}") from None
+        raise ExportError(f"torch.onnx.export ({exporter}) failed: {failure_line(e)}") from None
     write_onnx_metadata(proto, metadata)
     _one_line(onnx.checker.check_model, proto, full_check=True)
     onnx.save(proto, str(path))
@@ -349,11 +350,10 @@ def export_model(
         raise ExportError("export_model needs a ghostzoo model (one with a pretrained_cfg)")
     if int8 is not None:
         return _export_int8(cfg, fmt, output, Path(int8), batch_size)
-    if exporter not in EXPORTERS:
-        raise ExportError(f"unknown ONNX exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
-    opset = MIN_OPSET[exporter] if opset is None else opset
-    if opset < MIN_OPSET[exporter]:
-        raise ExportError(f"opset {opset} is too old: the {exporter} exporter writes {MIN_OPSET[exporter]} or newer")
+    try:
+        opset = resolve_opset(exporter, opset)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
     shape = _input_shape(cfg, input_size, batch_size)
     gen = torch.Generator().manual_seed(0)
@@ -376,7 +376,7 @@ def export_model(
     with atomic_paths(*paths) as temps:
         if fmt in ("onnx", "openvino"):
             onnx_path = temps[0] if fmt == "onnx" else temps[0].with_suffix(".onnx")
-            proto = _write_onnx(deploy, x, onnx_path, metadata, dynamic_batch, opset=opset, exporter=exporter)
+            proto = _write_onnx(deploy, x, onnx_path, metadata, dynamic_batch, opset, exporter)
             ops = dict(Counter(n.op_type for n in proto.graph.node))
             dynamic = dynamic_shape_ops(proto)
             checked = _probed_onnx(proto, onnx_path.with_suffix(".topk-probe.onnx")) if reference.graphs else onnx_path

@@ -17,6 +17,7 @@ import re
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -41,22 +42,26 @@ def batch_dims(dynamic_batch: bool) -> Optional[Tuple[Dict[int, Any]]]:
     return ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
 
 
-def onnx_proto(
-    module: nn.Module, x: torch.Tensor, opset: Optional[int], dynamic_batch: bool, exporter: str = "torchscript"
-) -> Any:
-    """``module`` traced on ``x`` as an ONNX ``ModelProto`` (input ``input``, output ``logits``);
-    ``opset`` ``None``: the exporter's lowest."""
+def resolve_opset(exporter: str, opset: Optional[int]) -> int:
+    """The opset to write: ``opset``, or the exporter's lowest when ``None``; ``ValueError`` for an
+    unknown exporter or an opset it cannot write."""
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown ONNX exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
     opset = MIN_OPSET[exporter] if opset is None else opset
     if opset < MIN_OPSET[exporter]:
-        raise ValueError(f"the {exporter} exporter writes opset {MIN_OPSET[exporter]} or newer, not {opset}")
+        raise ValueError(f"opset {opset} is too old: the {exporter} exporter writes {MIN_OPSET[exporter]} or newer")
+    return opset
+
+
+def onnx_proto(
+    module: nn.Module, x: torch.Tensor, opset: Optional[int], dynamic_batch: bool, exporter: str = "torchscript"
+) -> Any:
+    """``module`` traced on ``x`` as an ONNX ``ModelProto`` (input ``input``, output ``logits``);
+    ``opset`` as :func:`resolve_opset` takes it."""
+    opset = resolve_opset(exporter, opset)
+    write = _dynamo if exporter == "dynamo" else _torchscript
     with torch.no_grad():
-        return (
-            _dynamo(module, x, opset, dynamic_batch)
-            if exporter == "dynamo"
-            else _torchscript(module, x, opset, dynamic_batch)
-        )
+        return write(module, x, opset, dynamic_batch)
 
 
 def _torchscript(module: nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool) -> Any:
@@ -96,13 +101,26 @@ def _dynamo(module: nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool)
     return proto
 
 
+def initializers(graph: Any) -> Dict[str, np.ndarray]:
+    """The graph's initializers as arrays, by name."""
+    from onnx import numpy_helper
+
+    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+
+def drop_unused_initializers(graph: Any) -> None:
+    """Remove the initializers no node and no graph output reads."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 def _as_global_pools(graph: Any) -> None:
     """``torch.export`` decomposes ``adaptive_avg_pool2d(x, 1)`` into a mean over H and W; write it back
     as ONNX's ``GlobalAveragePool``, as the TorchScript exporter does: the op runtimes have fused
     and int8 kernels for (ONNX Runtime's ``QLinearGlobalAveragePool``)."""
-    from onnx import numpy_helper
-
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consts = initializers(graph)
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.input, *graph.value_info]}
     for node in graph.node:
         rank = ranks.get(node.input[0]) if node.op_type == "ReduceMean" else None
@@ -114,7 +132,4 @@ def _as_global_pools(graph: Any) -> None:
             node.op_type = "GlobalAveragePool"
             del node.input[1:]
             del node.attribute[:]
-    used = {i for n in graph.node for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    drop_unused_initializers(graph)

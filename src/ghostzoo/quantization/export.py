@@ -24,23 +24,17 @@ import torch
 import torch.nn as nn
 
 from .._io import write_bytes_atomic
-from ..deploy.onnx_export import failure_line, onnx_proto
+from ..deploy.onnx_export import drop_unused_initializers, failure_line, initializers, onnx_proto
 from ..deploy.runtime import write_onnx_metadata
 from ..errors import GhostzooError
 from .fake_quant import WeightFakeQuant, pinned_qparams, weight_scales
-
-
-def _constants(graph: Any) -> Dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
 
 def _inline_constants(graph: Any) -> None:
     """``Constant`` nodes -> initializers, and ``Identity`` of an initializer -> the initializer itself."""
     from onnx import helper, numpy_helper
 
-    consts = _constants(graph)
+    consts = initializers(graph)
     rename: Dict[str, str] = {}
     keep = []
     for node in graph.node:
@@ -78,7 +72,7 @@ def _fold_weight_quantization(graph: Any) -> int:
     source (``conv_stem.weight`` -> ``conv_stem.weight_int8``)."""
     from onnx import numpy_helper
 
-    consts = _constants(graph)
+    consts = initializers(graph)
     keep, rename = [], {}
     for node in graph.node:
         node.input[:] = [rename.get(i, i) for i in node.input]
@@ -106,7 +100,7 @@ def _quantize_biases(graph: Any) -> int:
     """Float biases of Conv / Gemm whose input and weight are dequantized -> int32 + DequantizeLinear."""
     from onnx import helper, numpy_helper
 
-    consts = _constants(graph)
+    consts = initializers(graph)
     producer = {o: n for n in graph.node for o in n.output}
 
     def dq_scale(name: str) -> Optional[np.ndarray]:
@@ -151,13 +145,6 @@ def _quantize_biases(graph: Any) -> int:
     return count
 
 
-def _drop_unused_initializers(graph: Any) -> None:
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-
-
 def to_onnx_proto(model: nn.Module, input_size: int, in_chans: int = 3, exporter: str = "torchscript") -> Any:
     """The ONNX export of ``model`` (dynamic batch) in memory; returns the ``ModelProto``."""
     for m in model.modules():  # the scales of the weights as they are now (an optimizer step may follow
@@ -183,7 +170,7 @@ def int8_proto(model: nn.Module, input_size: int, exporter: str = "torchscript",
     _inline_constants(graph)
     _fold_weight_quantization(graph)
     _quantize_biases(graph)
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     proto.producer_name = "ghostzoo.quantization"
     write_onnx_metadata(proto, cfg, **facts)
     onnx.checker.check_model(proto)
