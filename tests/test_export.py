@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import onnx
 import pytest
 import torch
+from test_cli import assert_one_line_error
 
 import ghostzoo
 from ghostzoo.cli import main
@@ -274,4 +276,22 @@ def test_dynamo_exporter_writes_static_graphs_with_parity(name, tmp_path):
 def test_unknown_exporter_is_refused(tmp_path):
     with pytest.raises(ExportError, match="unknown ONNX exporter 'onnxscript'"):
         export_model(ghostzoo.create_model("tinynet_e"), "onnx", tmp_path / "m.onnx", exporter="onnxscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command, missing",
+    [
+        (["export", "ghostnet_100", "--random-weights", "--format", "onnx", "--output", "m.onnx"], "onnxruntime"),
+        (["export", "ghostnet_100", "--random-weights", "--format", "onnx", "--output", "m.onnx"], "onnxscript"),
+        (["quantize", "ghostnet_100.imagenette", "--calib-data", ".", "--output", "q.xml"], "openvino"),
+    ],
+)
+def test_a_missing_package_is_named_before_any_work(command, missing, tmp_path, monkeypatch, capsys):
+    """A base install (no `ghostzoo[deploy]`): one line naming the package, not an ImportError traceback."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--exporter", "dynamo"]) == 1
+    assert_one_line_error(capsys.readouterr().err, f"needs {missing}", "pip install 'ghostzoo[deploy]'")
     assert list(tmp_path.iterdir()) == []

@@ -330,7 +330,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from .quantization.workflow import quantize
 
     check_family(args.model)
-    check_output(args.output, args.format)
+    check_output(args.output, args.format, args.exporter)
     if args.checkpoint is not None and is_exported(args.checkpoint):
         raise GhostzooError("--checkpoint must hold float PyTorch weights, not an exported file")
     model = _load_for_inference(args)

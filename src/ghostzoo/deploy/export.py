@@ -45,7 +45,7 @@ from .._io import atomic_paths
 from ..errors import GhostzooError
 from ..layers import neighbour_choices
 from ..registry import PretrainedCfg
-from .onnx_export import batch_dims, failure_line, onnx_proto, resolve_opset
+from .onnx_export import batch_dims, failure_line, onnx_proto, require_packages, resolve_opset
 from .reparameterize import reparameterize
 from .runtime import (
     METADATA_FILE,
@@ -348,6 +348,7 @@ def export_model(
     cfg: Optional[PretrainedCfg] = getattr(model, "pretrained_cfg", None)
     if cfg is None:
         raise ExportError("export_model needs a ghostzoo model (one with a pretrained_cfg)")
+    require_packages(fmt, exporter)
     if int8 is not None:
         return _export_int8(cfg, fmt, output, Path(int8), batch_size)
     try:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
 import warnings
@@ -22,10 +23,24 @@ import torch
 import torch.nn as nn
 
 from .._io import console_silenced, first_line
+from ..errors import GhostzooError
 
 EXPORTERS = ("torchscript", "dynamo")
 #: the lowest opset each exporter writes (the dynamo exporter translates to opset 18 ops)
 MIN_OPSET = {"torchscript": 17, "dynamo": 18}
+
+
+# what writing a file of each format and checking it in its runtime imports
+_PACKAGES = {"onnx": ("onnx", "onnxruntime"), "openvino": ("onnx", "onnxruntime", "openvino")}
+
+
+def require_packages(fmt: str, exporter: str = "torchscript") -> None:
+    """A one-line error, before any work, when a package an ``fmt`` export needs is not installed."""
+    needed = _PACKAGES.get(fmt, ())
+    needed += ("onnxscript",) if needed and exporter == "dynamo" else ()
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise GhostzooError(f"writing {fmt} needs {', '.join(missing)} (not installed): pip install 'ghostzoo[deploy]'")
 
 
 def failure_line(e: BaseException) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
+from ..deploy.onnx_export import require_packages
 from ..errors import GhostzooError
 from .export import int8_proto, save_proto
 from .prepare import QuantSpec, calibrate, prepare
@@ -22,9 +23,10 @@ CALIBRATION_BATCH = 32
 INT8_SUFFIXES = {".onnx": "onnx", ".xml": "openvino"}  # the file a quantized model is written as
 
 
-def check_output(path: str | os.PathLike, fmt: Optional[str] = None) -> Path:
+def check_output(path: str | os.PathLike, fmt: Optional[str] = None, exporter: str = "torchscript") -> Path:
     """``path`` as a Path, or a one-line error before any work when it is neither an ONNX file (``.onnx``)
-    nor an OpenVINO IR (``.xml``), or not of the format ``fmt`` asks for."""
+    nor an OpenVINO IR (``.xml``), not of the format ``fmt`` asks for, or when a package writing it
+    with ``exporter`` needs is missing."""
     path = Path(path)
     found = INT8_SUFFIXES.get(path.suffix.lower())
     if found is None:
@@ -34,6 +36,7 @@ def check_output(path: str | os.PathLike, fmt: Optional[str] = None) -> Path:
     if fmt is not None and fmt != found:
         expected = next(suffix for suffix, name in INT8_SUFFIXES.items() if name == fmt)
         raise GhostzooError(f"--format {fmt} writes a {expected} file, not {path.name!r}")
+    require_packages(found, exporter)
     return path
 
 
@@ -77,7 +80,7 @@ def export_int8(
 ) -> Path:
     """Write a calibrated (and possibly QAT-trained) fake-quantized model as the int8 ONNX file;
     ``exporter``: torch's ONNX exporter (:mod:`ghostzoo.deploy.onnx_export`)."""
-    output = check_output(output, "onnx")
+    output = check_output(output, "onnx", exporter)
     cfg = qmodel.pretrained_cfg
     size = input_size or cfg.input_size[-1]
     if size != cfg.input_size[-1]:
@@ -113,7 +116,7 @@ def quantize_to_onnx(
 
     Returns the path written.
     """
-    output = check_output(output, "onnx")
+    output = check_output(output, "onnx", exporter)
     qmodel = prepare(model, observer, keep_float, input_size)
     seen = calibrate(qmodel, calibration_batches(calib_loader))
     return export_int8(qmodel, output, input_size, exporter, **scheme(qmodel.quant_spec, seen))

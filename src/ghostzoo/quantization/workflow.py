@@ -156,7 +156,7 @@ def quantize(
     QAT checkpoints go to ``qat_dir`` (a temporary folder by default); ``exporter``: torch's ONNX
     exporter (:mod:`ghostzoo.deploy.onnx_export`).
     """
-    output = check_output(output)
+    output = check_output(output, exporter=exporter)
     if qat_epochs and train_data is None:
         raise GhostzooError("QAT (--qat-epochs) needs --train-data DIR")
     cfg = model.pretrained_cfg
